@@ -1,0 +1,71 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { docsRoutes } from "./docs/swagger-ui.ts";
+import { healthRoutes, type HealthDeps } from "./health/health.routes.ts";
+import { accessLog } from "./http/access-log.ts";
+import { limitBody } from "./http/body-limit.ts";
+import type { AppEnv } from "./http/context.ts";
+import { errorHandler, notFound } from "./http/errors.ts";
+import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
+import { requestId } from "./http/request-id.ts";
+import type { Logger } from "./logger.ts";
+import { usersRoutes } from "./users/users.handlers.ts";
+import { UsersRepository } from "./users/users.repository.ts";
+import { HttpProblem } from "./http/problem.ts";
+
+/** Everything the app needs; built by the entry (or a test), never on import. */
+export interface AppDeps extends HealthDeps {
+  logger: Logger;
+}
+
+/** The OpenAPI document's fixed fields. */
+export const OPENAPI_INFO = {
+  openapi: "3.1.0",
+  info: {
+    title: "database-service",
+    version: "1.0.0",
+    description:
+      "Users API with maintenance mode driven by an etcd key. In maintenance every /users operation answers 503 " +
+      "with Retry-After, while /health, /health/live, /stats, /openapi.json and /docs stay served.",
+  },
+  tags: [
+    { name: "users", description: "Users CRUD (503 in maintenance)" },
+    { name: "health", description: "Health and statistics (always served)" },
+  ],
+};
+
+/**
+ * Builds the HTTP app. Pure: no I/O, no timers; the caller owns every
+ * resource in `deps`.
+ */
+export function createApp(deps: AppDeps) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.openAPIRegistry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
+
+  app.use("*", requestId());
+  app.use("*", accessLog(deps.logger));
+
+  const gate = deps.gate.middleware();
+  const schemaReady = async (_c: unknown, next: () => Promise<void>) => {
+    if (!deps.schema.ready) {
+      throw new HttpProblem(503, "database-unavailable", "Service Unavailable", "The database schema is not ready yet.", {
+        headers: { "Retry-After": "5" },
+      });
+    }
+    await next();
+  };
+  for (const path of ["/users", "/users/*"]) {
+    app.use(path, gate, limitBody(), schemaReady);
+  }
+
+  app.route("/", usersRoutes(new UsersRepository(deps.db)));
+  app.route("/", healthRoutes(deps));
+  app.route("/", docsRoutes());
+  app.doc31("/openapi.json", OPENAPI_INFO);
+
+  app.onError(errorHandler(deps.logger));
+  app.notFound(notFound);
+  return app;
+}
+
+/** The app's type, for typed clients. */
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,249 @@
+import postgres from "postgres";
+import { type Logger, describeError } from "../logger.ts";
+import { sleep } from "../util/sleep.ts";
+import type { ConnectionTarget } from "./dsn.ts";
+import { DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
+
+/** The postgres.js client type used throughout the service. */
+export type Sql = postgres.Sql;
+
+/** Pool settings that stay the same across client generations. */
+export interface DbHolderOptions {
+  max: number;
+  connectTimeoutMs: number;
+  idleTimeoutSeconds: number;
+  /** Distinguishes this process's connections in pg_stat_activity. */
+  instanceId: string;
+  logger: Logger;
+}
+
+/** One postgres.js client and what we count about it. */
+interface Generation {
+  readonly id: number;
+  readonly max: number;
+  readonly applicationName: string;
+  readonly sql: Sql;
+  inFlight: number;
+}
+
+/** What `/stats` shows about the pool. */
+export interface PoolStats {
+  generation: number;
+  max: number;
+  application_name: string;
+  in_flight: number;
+  queries_total: number;
+  query_errors_total: number;
+}
+
+/** Options of {@link DbHolder.run}. */
+export interface RunOptions {
+  /** Safe to repeat: retried once when a pooled connection turns out to be dead. */
+  idempotent?: boolean;
+}
+
+/** Seconds `end()` may take to close a drained client's sockets before destroying them. */
+const END_GRACE_SECONDS = 1;
+
+
+/**
+ * Owns the postgres.js client. Nothing else keeps a client: every query goes
+ * through {@link DbHolder.run}, which picks the current generation, counts the
+ * query in flight, and turns connection failures into
+ * {@link DatabaseUnavailableError}.
+ *
+ * postgres.js cannot change `max` on a live client, so {@link DbHolder.reconnect}
+ * builds a new client and retires the old one once its queries are done.
+ */
+export class DbHolder {
+  readonly applicationNamePrefix: string;
+  private current: Generation;
+  private readonly retiring = new Set<Generation>();
+  private generations = 0;
+  private queriesTotal = 0;
+  private queryErrorsTotal = 0;
+
+  constructor(
+    private readonly target: ConnectionTarget,
+    private readonly options: DbHolderOptions,
+  ) {
+    this.applicationNamePrefix = `database-service:${options.instanceId}:`;
+    this.current = this.createGeneration(options.max);
+  }
+
+  /** The configured `max` of the client now in use. */
+  get max(): number {
+    return this.current.max;
+  }
+
+  /** Queries running now, on the current client and on clients being retired. */
+  get inFlight(): number {
+    let total = this.current.inFlight;
+    for (const generation of this.retiring) total += generation.inFlight;
+    return total;
+  }
+
+  /**
+   * Runs `work` with the current client. A connection failure becomes a
+   * {@link DatabaseUnavailableError}; an idempotent read that meets a connection
+   * closed under it (the first query after a PostgreSQL restart) is retried once.
+   */
+  async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = {}): Promise<T> {
+    try {
+      return await this.runOnce(work);
+    } catch (error) {
+      if (options.idempotent && isStaleConnection(error)) {
+        this.options.logger.info("db.retry_after_stale_connection", describeError(error));
+        try {
+          return await this.runOnce(work);
+        } catch (retryError) {
+          throw translate(retryError);
+        }
+      }
+      throw translate(error);
+    }
+  }
+
+  private async runOnce<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+    const generation = this.current;
+    generation.inFlight++;
+    this.queriesTotal++;
+    try {
+      return await work(generation.sql);
+    } catch (error) {
+      this.queryErrorsTotal++;
+      throw error;
+    } finally {
+      generation.inFlight--;
+    }
+  }
+
+  /**
+   * Connections this process holds open, as PostgreSQL sees them
+   * (pg_stat_activity filtered by our application_name prefix; postgres.js has
+   * no pool statistics: porsager/postgres#443). The count includes the
+   * connection that asks.
+   */
+  async openConnections(): Promise<number> {
+    const prefix = this.applicationNamePrefix;
+    const [row] = await this.run(
+      (sql) =>
+        sql<{ open: number }[]>`
+          select count(*)::int as open from pg_stat_activity where starts_with(application_name, ${prefix})`,
+      { idempotent: true },
+    );
+    return row?.open ?? 0;
+  }
+
+  /** Answers whether PostgreSQL responds to `select 1` within `timeoutMs`. */
+  async ping(timeoutMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DatabaseUnavailableError("database did not answer in time")), timeoutMs);
+    });
+    try {
+      await Promise.race([this.run((sql) => sql`select 1`, { idempotent: true }), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Counters for `/stats`. */
+  stats(): PoolStats {
+    return {
+      generation: this.current.id,
+      max: this.current.max,
+      application_name: this.current.applicationName,
+      in_flight: this.inFlight,
+      queries_total: this.queriesTotal,
+      query_errors_total: this.queryErrorsTotal,
+    };
+  }
+
+  /**
+   * Replaces the client with a new one of `max` connections. New queries go to
+   * the new client at once; the old one is ended after its in-flight queries
+   * finish (waiting at most `drainTimeoutMs`, then `end({timeout})` cuts the rest).
+   *
+   * We wait for our own in-flight count before `end()` because postgres.js
+   * resolves `end()` while queries are still queued and then reopens a
+   * connection for them that lingers until `idle_timeout`.
+   */
+  async reconnect(max: number, drainTimeoutMs: number): Promise<void> {
+    const old = this.current;
+    this.current = this.createGeneration(max);
+    this.options.logger.info("db.client_replaced", {
+      from_generation: old.id,
+      to_generation: this.current.id,
+      max,
+    });
+    await this.retire(old, drainTimeoutMs);
+  }
+
+  /** Ends every client, letting running queries finish for up to `timeoutMs`. */
+  async close(timeoutMs: number): Promise<void> {
+    await Promise.all([this.retire(this.current, timeoutMs), ...[...this.retiring].map((g) => this.retire(g, 0))]);
+  }
+
+  private async retire(generation: Generation, drainTimeoutMs: number): Promise<void> {
+    this.retiring.add(generation);
+    const deadline = Date.now() + drainTimeoutMs;
+    while (generation.inFlight > 0 && Date.now() < deadline) await sleep(10);
+    // end() without a timeout can hang after a connection error (porsager/postgres#1097),
+    // so it gets one, and is raced against our own timer as well.
+    await Promise.race([generation.sql.end({ timeout: END_GRACE_SECONDS }), sleep(END_GRACE_SECONDS * 1000 + 1000)]);
+    this.retiring.delete(generation);
+    this.options.logger.debug("db.client_ended", { generation: generation.id });
+  }
+
+  private createGeneration(max: number): Generation {
+    const id = ++this.generations;
+    const applicationName = `${this.applicationNamePrefix}${id}`;
+    const { logger, connectTimeoutMs, idleTimeoutSeconds } = this.options;
+    const options: postgres.Options<Record<string, postgres.PostgresType>> = {
+      ...hostOptions(this.target),
+      database: this.target.database,
+      user: this.target.username,
+      ...(this.target.password !== undefined && { password: this.target.password }),
+      ssl: this.target.ssl,
+      // Always a number: a string or undefined `max` silently means 1 in postgres.js.
+      max: Number(max),
+      connect_timeout: connectTimeoutMs / 1000,
+      idle_timeout: idleTimeoutSeconds,
+      fetch_types: false,
+      connection: { application_name: applicationName, TimeZone: "UTC" },
+      types: {
+        // TIMESTAMP columns hold UTC wall-clock time (the session runs in UTC);
+        // read them as UTC instead of the process's local zone.
+        utcTimestamp: {
+          to: 1114,
+          from: [1114],
+          serialize: (value: Date) => value.toISOString(),
+          parse: (value: string) => new Date(`${value.replace(" ", "T")}Z`),
+        },
+      },
+      onnotice: (notice) => logger.debug("db.notice", { message: notice.message }),
+    };
+    const sql = postgres(options) as unknown as Sql;
+    return { id, max, applicationName, sql, inFlight: 0 };
+  }
+}
+
+/** postgres.js takes several hosts as one `h1:p1,h2:p2` string, and a socket directory as `path`. */
+function hostOptions(target: ConnectionTarget): { host: string; port: number } | { path: string } {
+  const [first = "localhost"] = target.host;
+  const firstPort = target.port[0] ?? 5432;
+  if (target.host.length === 1 && first.startsWith("/")) return { path: `${first}/.s.PGSQL.${firstPort}` };
+  const host = target.host.map((h, i) => `${h}:${target.port[i] ?? firstPort}`).join(",");
+  return { host, port: firstPort };
+}
+
+function isStaleConnection(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === "CONNECTION_CLOSED" || code === "ECONNRESET" || code === "57P01";
+}
+
+function translate(error: unknown): unknown {
+  if (error instanceof DatabaseUnavailableError || !isConnectionError(error)) return error;
+  return new DatabaseUnavailableError("database unavailable", { cause: error });
+}

@@ -1,0 +1,42 @@
+/** The database cannot be reached or refused the connection; clients get 503. */
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DatabaseUnavailableError";
+  }
+}
+
+/** postgres.js and socket error codes that mean "no usable connection". */
+const connectionCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  // PostgreSQL SQLSTATEs: admin/crash shutdown, cannot connect now, too many connections.
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+]);
+
+/** The `code` of a postgres.js or socket error, if it has one. */
+export function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** True when `error` means the database is unreachable rather than that a query is wrong. */
+export function isConnectionError(error: unknown): boolean {
+  const code = errorCode(error);
+  if (code === undefined) return false;
+  // SQLSTATE class 08: connection exception.
+  return connectionCodes.has(code) || code.startsWith("08");
+}

@@ -1,0 +1,65 @@
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { swaggerUI } from "@hono/swagger-ui";
+import { Hono } from "hono";
+
+/** Swagger UI files served from the pinned swagger-ui-dist package, by URL name. */
+const assets: Record<string, string> = {
+  "swagger-ui.css": "text/css; charset=utf-8",
+  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+  "favicon-32x32.png": "image/png",
+};
+
+/** Scripts only from this origin: no CDN, no inline script. */
+const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+
+const initializer = `window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true });
+});
+`;
+
+const distDir = () => dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
+
+/**
+ * `/docs`: Swagger UI for `/openapi.json`, working offline and under a strict
+ * CSP. @hono/swagger-ui renders the page, but its default loads assets from a
+ * CDN and starts with an inline script, so both are replaced by files served here.
+ */
+export function docsRoutes() {
+  const cache = new Map<string, Uint8Array>();
+  const page = swaggerUI({
+    title: "database-service API",
+    url: "/openapi.json",
+    manuallySwaggerUIHtml: () => `
+      <div id="swagger-ui"></div>
+      <link rel="stylesheet" href="/docs/assets/swagger-ui.css" />
+      <link rel="icon" type="image/png" href="/docs/assets/favicon-32x32.png" />
+      <script src="/docs/assets/swagger-ui-bundle.js"></script>
+      <script src="/docs/assets/swagger-initializer.js"></script>`,
+  });
+  return new Hono()
+    .use("/docs/*", async (c, next) => {
+      await next();
+      c.header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
+    })
+    .get("/docs", page)
+    .get("/docs/assets/swagger-initializer.js", (c) =>
+      c.body(initializer, 200, { "content-type": "text/javascript; charset=utf-8" }),
+    )
+    .get("/docs/assets/:file", async (c) => {
+      const file = c.req.param("file");
+      const type = assets[file];
+      if (type === undefined) return c.notFound();
+      let body = cache.get(file);
+      if (!body) {
+        body = new Uint8Array(await readFile(join(distDir(), file)));
+        cache.set(file, body);
+      }
+      return c.body(body as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": type,
+        "cache-control": "public, max-age=86400",
+      });
+    });
+}

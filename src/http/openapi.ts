@@ -1,0 +1,61 @@
+import { z } from "@hono/zod-openapi";
+import type { Hook } from "@hono/zod-openapi";
+import type { AppEnv } from "./context.ts";
+import { type FieldError, HttpProblem, PROBLEM_CONTENT_TYPE } from "./problem.ts";
+
+/** RFC 9457 problem details, as every error body is shaped. */
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: "urn:problem:database-service:validation-error" }),
+    title: z.string().openapi({ example: "Bad Request" }),
+    status: z.number().int().openapi({ example: 400 }),
+    detail: z.string().openapi({ example: "The request has 1 invalid field." }),
+    instance: z.string().optional().openapi({ example: "/users" }),
+    errors: z
+      .array(z.object({ field: z.string(), message: z.string() }))
+      .optional()
+      .openapi({ description: "Each invalid field (400 only)." }),
+    request_id: z.string().optional(),
+  })
+  .openapi("Problem");
+
+/** Name of the shared 503 response component. */
+export const SERVICE_UNAVAILABLE = "ServiceUnavailable";
+
+/** The shared 503 response: maintenance or an unreachable database, with Retry-After. */
+export const serviceUnavailableComponent = {
+  description: "In maintenance, or the database is unreachable. Retry after the given delay.",
+  headers: {
+    "Retry-After": {
+      description: "Seconds to wait before retrying.",
+      schema: { type: "integer" as const, minimum: 0 },
+    },
+  },
+  content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: "#/components/schemas/Problem" } } },
+};
+
+/** A reference to the shared 503 response. */
+export const serviceUnavailableRef = { $ref: `#/components/responses/${SERVICE_UNAVAILABLE}` };
+
+/** A problem+json response of `description`, for a route's `responses`. */
+export const problem = (description: string) => ({
+  description,
+  content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
+});
+
+const sourceName: Record<string, string> = { json: "body", param: "path", query: "query", header: "header" };
+
+/**
+ * Turns a failed zod validation into a 400 problem listing every bad field.
+ * Shared by all routes as the app's default hook.
+ */
+export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result) => {
+  if (result.success) return;
+  const source = sourceName[result.target] ?? result.target;
+  const errors: FieldError[] = result.error.issues.map((issue) => ({
+    field: [source, ...issue.path.map(String)].join("."),
+    message: issue.message,
+  }));
+  const count = errors.length === 1 ? "1 invalid field" : `${errors.length} invalid fields`;
+  throw new HttpProblem(400, "validation-error", "Bad Request", `The request has ${count}.`, { errors });
+};

@@ -1,0 +1,64 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../http/context.ts";
+import { validationHook } from "../http/openapi.ts";
+import { HttpProblem } from "../http/problem.ts";
+import { EmailTakenError, type UsersRepository } from "./users.repository.ts";
+import { createUser, deleteUser, getUser, listUsers, updateUser } from "./users.routes.ts";
+import { PAGE, type User } from "./users.schemas.ts";
+
+const toJson = (user: User) => ({
+  id: user.id,
+  name: user.name,
+  email: user.email,
+  created_at: user.created_at.toISOString(),
+  updated_at: user.updated_at.toISOString(),
+});
+
+const userNotFound = (id: number) => new HttpProblem(404, "not-found", "Not Found", `No user with id ${id}.`);
+
+const emailTaken = (error: EmailTakenError) =>
+  new HttpProblem(409, "email-taken", "Conflict", `A user with email ${error.email} already exists.`, {
+    errors: [{ field: "body.email", message: "email is already taken" }],
+  });
+
+async function mapConflict<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    throw error instanceof EmailTakenError ? emailTaken(error) : error;
+  }
+}
+
+/** The `/users` routes, backed by `users`. */
+export function usersRoutes(users: UsersRepository) {
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+    .openapi(listUsers, async (c) => {
+      const { limit = PAGE.default, after } = c.req.valid("query");
+      const page = await users.list(limit, after);
+      const last = page.users.at(-1);
+      if (page.hasMore && last) c.header("Link", `</users?limit=${limit}&after=${last.id}>; rel="next"`);
+      return c.json(page.users.map(toJson), 200);
+    })
+    .openapi(createUser, async (c) => {
+      const user = await mapConflict(() => users.create(c.req.valid("json")));
+      c.header("Location", `/users/${user.id}`);
+      return c.json(toJson(user), 201);
+    })
+    .openapi(getUser, async (c) => {
+      const { id } = c.req.valid("param");
+      const user = await users.get(id);
+      if (!user) throw userNotFound(id);
+      return c.json(toJson(user), 200);
+    })
+    .openapi(updateUser, async (c) => {
+      const { id } = c.req.valid("param");
+      const user = await mapConflict(() => users.update(id, c.req.valid("json")));
+      if (!user) throw userNotFound(id);
+      return c.json(toJson(user), 200);
+    })
+    .openapi(deleteUser, async (c) => {
+      const { id } = c.req.valid("param");
+      if (!(await users.delete(id))) throw userNotFound(id);
+      return c.body(null, 204);
+    });
+}

@@ -1,0 +1,89 @@
+import type { DbHolder } from "../db/db-holder.ts";
+import { errorCode } from "../db/errors.ts";
+import type { User, UserInput } from "./users.schemas.ts";
+
+/** Another user already has this email (compared ignoring case). */
+export class EmailTakenError extends Error {
+  constructor(readonly email: string) {
+    super(`email ${email} is already taken`);
+    this.name = "EmailTakenError";
+  }
+}
+
+/** One page of users in id order, and whether more follow. */
+export interface UserPage {
+  users: User[];
+  hasMore: boolean;
+}
+
+/**
+ * SQL for the users table. Asks the {@link DbHolder} for the current client on
+ * every call, so a pool swap applies to the next query.
+ */
+export class UsersRepository {
+  constructor(private readonly db: DbHolder) {}
+
+  /** Users with `id > after`, at most `limit`, by id: a keyset page costing the same at any depth. */
+  async list(limit: number, after = 0): Promise<UserPage> {
+    const rows = await this.db.run(
+      (sql) => sql<User[]>`
+        SELECT id, name, email, created_at, updated_at FROM users
+        WHERE id > ${after} ORDER BY id LIMIT ${limit + 1}`,
+      { idempotent: true },
+    );
+    return { users: rows.slice(0, limit), hasMore: rows.length > limit };
+  }
+
+  /** The user with `id`, or undefined. */
+  async get(id: number): Promise<User | undefined> {
+    const [user] = await this.db.run(
+      (sql) => sql<User[]>`SELECT id, name, email, created_at, updated_at FROM users WHERE id = ${id}`,
+      { idempotent: true },
+    );
+    return user;
+  }
+
+  /** Inserts a user; throws {@link EmailTakenError} when the email is in use. */
+  async create(input: UserInput): Promise<User> {
+    const [user] = await this.uniqueEmail(input.email, () =>
+      this.db.run(
+        (sql) => sql<User[]>`
+          INSERT INTO users (name, email) VALUES (${input.name}, ${input.email})
+          RETURNING id, name, email, created_at, updated_at`,
+      ),
+    );
+    if (!user) throw new Error("INSERT returned no row");
+    return user;
+  }
+
+  /** Replaces name and email; undefined when there is no such user. */
+  async update(id: number, input: UserInput): Promise<User | undefined> {
+    const [user] = await this.uniqueEmail(input.email, () =>
+      this.db.run(
+        // clock_timestamp(), not CURRENT_TIMESTAMP: the time of this change, not of the transaction.
+        (sql) => sql<User[]>`
+          UPDATE users SET name = ${input.name}, email = ${input.email},
+            updated_at = clock_timestamp() AT TIME ZONE 'UTC'
+          WHERE id = ${id}
+          RETURNING id, name, email, created_at, updated_at`,
+      ),
+    );
+    return user;
+  }
+
+  /** Deletes a user; false when there was none. */
+  async delete(id: number): Promise<boolean> {
+    const result = await this.db.run((sql) => sql`DELETE FROM users WHERE id = ${id}`);
+    return result.count > 0;
+  }
+
+  private async uniqueEmail<T>(email: string, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      // 23505 unique_violation: users_email_key or users_email_lower_key.
+      if (errorCode(error) === "23505") throw new EmailTakenError(email);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,110 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { problem, serviceUnavailableRef } from "../http/openapi.ts";
+import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
+
+const tags = ["users"];
+
+const userBody = {
+  required: true,
+  content: { "application/json": { schema: UserInputSchema } },
+} as const;
+
+const userResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: UserSchema } },
+});
+
+const badRequest = problem("Invalid id, query, or body; `errors` names each bad field.");
+const notFound = problem("No user with this id.");
+const conflict = problem("Another user already has this email (compared ignoring case).");
+const tooLarge = problem("Body larger than 64 KiB.");
+const unsupported = problem("Body is not application/json.");
+
+/** `GET /users` */
+export const listUsers = createRoute({
+  method: "get",
+  path: "/users",
+  tags,
+  summary: "List users",
+  description: "Users in id order, one keyset page at a time. Follow the `Link: rel=\"next\"` header for more.",
+  request: { query: ListUsersQuerySchema },
+  responses: {
+    200: {
+      description: "A page of users.",
+      headers: z.object({
+        link: z.string().optional().openapi({ description: 'The next page, as `<url>; rel="next"`, when more users exist.' }),
+      }),
+      content: { "application/json": { schema: z.array(UserSchema) } },
+    },
+    400: badRequest,
+    503: serviceUnavailableRef,
+  },
+});
+
+/** `POST /users` */
+export const createUser = createRoute({
+  method: "post",
+  path: "/users",
+  tags,
+  summary: "Create a user",
+  request: { body: userBody },
+  responses: {
+    201: {
+      ...userResponse("The created user."),
+      headers: z.object({ location: z.string().openapi({ description: "`/users/{id}` of the new user." }) }),
+    },
+    400: badRequest,
+    409: conflict,
+    413: tooLarge,
+    415: unsupported,
+    503: serviceUnavailableRef,
+  },
+});
+
+/** `GET /users/{id}` */
+export const getUser = createRoute({
+  method: "get",
+  path: "/users/{id}",
+  tags,
+  summary: "Get a user",
+  request: { params: UserIdParamsSchema },
+  responses: {
+    200: userResponse("The user."),
+    400: badRequest,
+    404: notFound,
+    503: serviceUnavailableRef,
+  },
+});
+
+/** `PUT /users/{id}` */
+export const updateUser = createRoute({
+  method: "put",
+  path: "/users/{id}",
+  tags,
+  summary: "Replace a user's name and email",
+  request: { params: UserIdParamsSchema, body: userBody },
+  responses: {
+    200: userResponse("The updated user, with a new updated_at."),
+    400: badRequest,
+    404: notFound,
+    409: conflict,
+    413: tooLarge,
+    415: unsupported,
+    503: serviceUnavailableRef,
+  },
+});
+
+/** `DELETE /users/{id}` */
+export const deleteUser = createRoute({
+  method: "delete",
+  path: "/users/{id}",
+  tags,
+  summary: "Delete a user",
+  request: { params: UserIdParamsSchema },
+  responses: {
+    204: { description: "Deleted." },
+    400: badRequest,
+    404: notFound,
+    503: serviceUnavailableRef,
+  },
+});
