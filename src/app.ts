@@ -1,16 +1,16 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { docsRoutes } from "./docs/swagger-ui.ts";
-import { healthRoutes, type HealthDeps } from "./health/health.routes.ts";
+import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
 import { accessLog } from "./http/access-log.ts";
 import { limitBody } from "./http/body-limit.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
 import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
+import { HttpProblem } from "./http/problem.ts";
 import { requestId } from "./http/request-id.ts";
 import type { Logger } from "./logger.ts";
 import { usersRoutes } from "./users/users.handlers.ts";
 import { UsersRepository } from "./users/users.repository.ts";
-import { HttpProblem } from "./http/problem.ts";
 
 /** Everything the app needs; built by the entry (or a test), never on import. */
 export interface AppDeps extends HealthDeps {
@@ -47,9 +47,15 @@ export function createApp(deps: AppDeps) {
   const gate = deps.gate.middleware();
   const schemaReady = async (_c: unknown, next: () => Promise<void>) => {
     if (!deps.schema.ready) {
-      throw new HttpProblem(503, "database-unavailable", "Service Unavailable", "The database schema is not ready yet.", {
-        headers: { "Retry-After": "5" },
-      });
+      throw new HttpProblem(
+        503,
+        "database-unavailable",
+        "Service Unavailable",
+        "The database schema is not ready yet.",
+        {
+          headers: { "Retry-After": "5" },
+        },
+      );
     }
     await next();
   };

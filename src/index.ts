@@ -25,7 +25,10 @@ const server = Bun.serve({
   idleTimeout: config.idleTimeoutSeconds,
   fetch: service.app.fetch,
 });
-logger.info("service.listening", { url: `http://${config.host}:${server.port}`, docs: `http://localhost:${server.port}/docs` });
+logger.info("service.listening", {
+  url: `http://${config.host}:${server.port}`,
+  docs: `http://localhost:${server.port}/docs`,
+});
 
 let shuttingDown = false;
 async function shutdown(signal: string): Promise<void> {

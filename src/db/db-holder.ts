@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import { type Logger, describeError } from "../logger.ts";
+import { describeError, type Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
 import type { ConnectionTarget } from "./dsn.ts";
 import { DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
@@ -44,7 +44,6 @@ export interface RunOptions {
 
 /** Seconds `end()` may take to close a drained client's sockets before destroying them. */
 const END_GRACE_SECONDS = 1;
-
 
 /**
  * Owns the postgres.js client. Nothing else keeps a client: every query goes

@@ -1,4 +1,4 @@
-import { type Logger, describeError } from "../logger.ts";
+import { describeError, type Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
 import type { DbHolder, Sql } from "./db-holder.ts";
 
@@ -31,8 +31,8 @@ const migrations: Migration[] = [
   },
 ];
 
-/** Arbitrary constant naming our advisory lock: "dbsvc-mg". */
-const MIGRATION_LOCK_ID = 0x64627376636d67;
+/** Arbitrary constant naming our advisory lock ("dbsvc" in hex). */
+const MIGRATION_LOCK_ID = 0x6462737663;
 
 /**
  * Applies every migration not yet recorded in `schema_migrations`, in one
@@ -73,7 +73,11 @@ export interface SchemaStatus {
  * 10 s), so the service can start — and report itself unhealthy — while
  * PostgreSQL is still unreachable. `status.ready` turns true once applied.
  */
-export function migrateInBackground(db: DbHolder, logger: Logger, signal: AbortSignal): {
+export function migrateInBackground(
+  db: DbHolder,
+  logger: Logger,
+  signal: AbortSignal,
+): {
   status: SchemaStatus;
   done: Promise<void>;
 } {

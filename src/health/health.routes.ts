@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute, z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { DbHolder } from "../db/db-holder.ts";
 import type { SchemaStatus } from "../db/migrate.ts";
 import type { AppEnv } from "../http/context.ts";

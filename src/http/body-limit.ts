@@ -10,7 +10,12 @@ export function limitBody(): MiddlewareHandler {
   return bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
-      throw new HttpProblem(413, "payload-too-large", "Payload Too Large", `Request body exceeds ${MAX_BODY_BYTES} bytes.`);
+      throw new HttpProblem(
+        413,
+        "payload-too-large",
+        "Payload Too Large",
+        `Request body exceeds ${MAX_BODY_BYTES} bytes.`,
+      );
     },
   });
 }

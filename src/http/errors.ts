@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { DatabaseUnavailableError } from "../db/errors.ts";
-import { type Logger, describeError } from "../logger.ts";
+import { describeError, type Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { HttpProblem, problemResponse } from "./problem.ts";
 
@@ -27,9 +27,15 @@ function toProblem(error: unknown, c: Context<AppEnv>, logger: Logger): HttpProb
   if (error instanceof HttpProblem) return error;
   if (error instanceof DatabaseUnavailableError) {
     logger.warn("db.unavailable", { request_id: c.get("requestId"), ...describeError(error.cause ?? error) });
-    return new HttpProblem(503, "database-unavailable", "Service Unavailable", "The database is not reachable right now.", {
-      headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
-    });
+    return new HttpProblem(
+      503,
+      "database-unavailable",
+      "Service Unavailable",
+      "The database is not reachable right now.",
+      {
+        headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
+      },
+    );
   }
   if (error instanceof HTTPException) return fromHttpException(error);
   logger.error("http.unhandled_error", {
@@ -45,7 +51,12 @@ function fromHttpException(error: HTTPException): HttpProblem {
     case 400:
       return new HttpProblem(400, "malformed-request", "Bad Request", error.message || "The request is malformed.");
     case 415:
-      return new HttpProblem(415, "unsupported-media-type", "Unsupported Media Type", "Send the body as application/json.");
+      return new HttpProblem(
+        415,
+        "unsupported-media-type",
+        "Unsupported Media Type",
+        "Send the body as application/json.",
+      );
     default:
       return new HttpProblem(
         error.status,

@@ -1,5 +1,5 @@
-import { z } from "@hono/zod-openapi";
 import type { Hook } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { AppEnv } from "./context.ts";
 import { type FieldError, HttpProblem, PROBLEM_CONTENT_TYPE } from "./problem.ts";
 

@@ -26,13 +26,16 @@ export const listUsers = createRoute({
   path: "/users",
   tags,
   summary: "List users",
-  description: "Users in id order, one keyset page at a time. Follow the `Link: rel=\"next\"` header for more.",
+  description: 'Users in id order, one keyset page at a time. Follow the `Link: rel="next"` header for more.',
   request: { query: ListUsersQuerySchema },
   responses: {
     200: {
       description: "A page of users.",
       headers: z.object({
-        link: z.string().optional().openapi({ description: 'The next page, as `<url>; rel="next"`, when more users exist.' }),
+        link: z
+          .string()
+          .optional()
+          .openapi({ description: 'The next page, as `<url>; rel="next"`, when more users exist.' }),
       }),
       content: { "application/json": { schema: z.array(UserSchema) } },
     },

@@ -17,7 +17,10 @@ afterAll(async () => {
 
 describe("users", () => {
   test("POST /users creates Alice and GET /users/{id} returns her", async () => {
-    const created = await service.app.request("/users", jsonBody("POST", { name: "Alice", email: "alice@example.com" }));
+    const created = await service.app.request(
+      "/users",
+      jsonBody("POST", { name: "Alice", email: "alice@example.com" }),
+    );
     expect(created.status).toBe(201);
     const alice = (await created.json()) as { id: number };
     expect(created.headers.get("location")).toBe(`/users/${alice.id}`);
