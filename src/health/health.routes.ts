@@ -83,6 +83,8 @@ export function healthRoutes(deps: HealthDeps) {
         maintenance: m.enabled,
         reason: m.reason,
         since: m.since,
+        retry_after_seconds: m.retry_after_seconds,
+        rejected: m.rejected,
         checks: {
           database,
           schema: { status: schema.ready ? ("ready" as const) : ("pending" as const) },

@@ -3,11 +3,19 @@ import { z } from "@hono/zod-openapi";
 const SourceStatusSchema = z
   .object({
     kind: z.enum(["etcd", "memory"]),
-    state: z.enum(["connected", "connecting", "unavailable"]),
-    stale_seconds: z.number().nullable(),
+    status: z.enum(["connected", "connecting", "unavailable"]).openapi({
+      description: "`unavailable`: the source is lost and the last known state is kept (fail-static).",
+    }),
+    last_confirmed_at: z.string().nullable().openapi({ format: "date-time" }),
+    stale_seconds: z.number().nullable().openapi({ description: "Age of the kept state while unavailable." }),
     last_error: z.string().nullable(),
   })
   .openapi("MaintenanceSource");
+
+const RejectedSchema = z
+  .object({ value: z.string(), revision: z.string(), at: z.string().openapi({ format: "date-time" }) })
+  .nullable()
+  .openapi({ description: "The last value of the key that was not understood and so changed nothing." });
 
 /** Maintenance as `/health` and `/stats` describe it. */
 export const MaintenanceStatusSchema = z
@@ -20,10 +28,7 @@ export const MaintenanceStatusSchema = z
     key: z.string(),
     revision: z.string().nullable(),
     source: SourceStatusSchema,
-    rejected: z
-      .object({ value: z.string(), revision: z.string(), at: z.string() })
-      .nullable()
-      .openapi({ description: "The last value of the key that was not understood and so changed nothing." }),
+    rejected: RejectedSchema,
   })
   .openapi("MaintenanceStatus");
 
@@ -40,6 +45,8 @@ export const HealthSchema = z
     maintenance: z.boolean(),
     reason: z.string().nullable().openapi({ description: "Why maintenance is on." }),
     since: z.string().nullable().openapi({ format: "date-time", description: "When maintenance began." }),
+    retry_after_seconds: z.number().int().nullable(),
+    rejected: RejectedSchema,
     checks: z.object({
       database: CheckSchema,
       schema: z.object({ status: z.enum(["ready", "pending"]) }),

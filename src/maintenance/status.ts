@@ -1,9 +1,14 @@
-/** How the maintenance source (etcd, or the in-memory one) is doing. */
+/** How the maintenance source (etcd, or the in-process one) is doing. */
 export interface SourceStatus {
   kind: "etcd" | "memory";
-  /** `connected`: watching; `connecting`: not yet answered; `unavailable`: lost, state kept. */
-  state: "connected" | "connecting" | "unavailable";
-  /** Seconds since the state was last confirmed by the source, while it is unavailable. */
+  /**
+   * `connected`: watching; `connecting`: no answer yet since start;
+   * `unavailable`: lost, the last known state is kept (fail-static).
+   */
+  status: "connected" | "connecting" | "unavailable";
+  /** When the source last confirmed the state (ISO 8601). */
+  last_confirmed_at: string | null;
+  /** Seconds since the state was last confirmed, while unavailable: how stale it may be. */
   stale_seconds: number | null;
   last_error: string | null;
 }
