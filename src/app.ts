@@ -27,6 +27,10 @@ export const OPENAPI_INFO = {
       "Users API with maintenance mode driven by an etcd key. In maintenance every /users operation answers 503 " +
       "with Retry-After, while /health, /health/live, /stats, /openapi.json and /docs stay served.",
   },
+  // Relative: the document describes whichever origin serves it.
+  servers: [{ url: "/" }],
+  // No authentication on these operations.
+  security: [],
   tags: [
     { name: "users", description: "Users CRUD (503 in maintenance)" },
     { name: "health", description: "Health and statistics (always served)" },

@@ -27,6 +27,7 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({
 const health = createRoute({
   method: "get",
   path: "/health",
+  operationId: "getHealth",
   tags: ["health"],
   summary: "Readiness: database, schema, maintenance",
   description:
@@ -41,6 +42,7 @@ const health = createRoute({
 const live = createRoute({
   method: "get",
   path: "/health/live",
+  operationId: "getLiveness",
   tags: ["health"],
   summary: "Liveness: the process serves",
   description: "Always 200 while the process can answer; never depends on the database or maintenance.",
@@ -50,6 +52,7 @@ const live = createRoute({
 const stats = createRoute({
   method: "get",
   path: "/stats",
+  operationId: "getStats",
   tags: ["health"],
   summary: "Service and connection pool statistics",
   responses: { 200: json(StatsSchema, "Current statistics.") },

@@ -123,7 +123,10 @@ export class MaintenanceManager implements MaintenanceStatusProvider {
     this.desired = parsed.request;
     this.interrupt.abort();
     this.interrupt = new AbortController();
-    this.loop ??= this.run();
+    // Cleared in a later microtask, never inside run(): run() may finish synchronously.
+    this.loop ??= this.run().finally(() => {
+      this.loop = undefined;
+    });
   }
 
   /** Applies the desired state until the applied one matches it. */
@@ -150,8 +153,6 @@ export class MaintenanceManager implements MaintenanceStatusProvider {
       }
     } catch (error) {
       this.logger.error("maintenance.transition_failed", { error: String(error) });
-    } finally {
-      this.loop = undefined;
     }
   }
 

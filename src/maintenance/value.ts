@@ -12,18 +12,21 @@ const ON = new Set(["true", "1", "yes", "on", "enabled", "maintenance"]);
 const OFF = new Set(["false", "0", "no", "off", "disabled", ""]);
 
 /** The JSON form: `{"enabled":true,"reason":"disk upgrade","retry_after":120}`. */
-const JsonValueSchema = v.strictObject({
-  enabled: v.boolean("enabled must be true or false"),
-  reason: v.optional(v.pipe(v.string("reason must be a string"), v.trim(), v.maxLength(500, "reason is too long"))),
-  retry_after: v.optional(
-    v.pipe(
-      v.number("retry_after must be a number"),
-      v.integer("retry_after must be whole seconds"),
-      v.minValue(0, "retry_after must not be negative"),
-      v.maxValue(86_400 * 7, "retry_after must be at most a week"),
+const JsonValueSchema = v.strictObject(
+  {
+    enabled: v.boolean("enabled must be true or false"),
+    reason: v.optional(v.pipe(v.string("reason must be a string"), v.trim(), v.maxLength(500, "reason is too long"))),
+    retry_after: v.optional(
+      v.pipe(
+        v.number("retry_after must be a number"),
+        v.integer("retry_after must be whole seconds"),
+        v.minValue(0, "retry_after must not be negative"),
+        v.maxValue(86_400 * 7, "retry_after must be at most a week"),
+      ),
     ),
-  ),
-});
+  },
+  "must be an object of enabled, reason and retry_after only",
+);
 
 const OFF_REQUEST: MaintenanceRequest = { enabled: false };
 

@@ -56,14 +56,20 @@ export class UsersRepository {
     return user;
   }
 
-  /** Replaces name and email; undefined when there is no such user. */
+  /**
+   * Replaces name and email; undefined when there is no such user. The new
+   * `updated_at` is always at least 1 ms after the previous one, since clients
+   * see milliseconds and two changes within one must not show the same time.
+   */
   async update(id: number, input: UserInput): Promise<User | undefined> {
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         // clock_timestamp(), not CURRENT_TIMESTAMP: the time of this change, not of the transaction.
         (sql) => sql<User[]>`
           UPDATE users SET name = ${input.name}, email = ${input.email},
-            updated_at = clock_timestamp() AT TIME ZONE 'UTC'
+            updated_at = GREATEST(
+              clock_timestamp() AT TIME ZONE 'UTC',
+              date_trunc('milliseconds', updated_at) + interval '1 millisecond')
           WHERE id = ${id}
           RETURNING id, name, email, created_at, updated_at`,
       ),

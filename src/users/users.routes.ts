@@ -24,6 +24,7 @@ const unsupported = problem("Body is not application/json.");
 export const listUsers = createRoute({
   method: "get",
   path: "/users",
+  operationId: "listUsers",
   tags,
   summary: "List users",
   description: 'Users in id order, one keyset page at a time. Follow the `Link: rel="next"` header for more.',
@@ -48,6 +49,7 @@ export const listUsers = createRoute({
 export const createUser = createRoute({
   method: "post",
   path: "/users",
+  operationId: "createUser",
   tags,
   summary: "Create a user",
   request: { body: userBody },
@@ -68,6 +70,7 @@ export const createUser = createRoute({
 export const getUser = createRoute({
   method: "get",
   path: "/users/{id}",
+  operationId: "getUser",
   tags,
   summary: "Get a user",
   request: { params: UserIdParamsSchema },
@@ -83,6 +86,7 @@ export const getUser = createRoute({
 export const updateUser = createRoute({
   method: "put",
   path: "/users/{id}",
+  operationId: "updateUser",
   tags,
   summary: "Replace a user's name and email",
   request: { params: UserIdParamsSchema, body: userBody },
@@ -101,6 +105,7 @@ export const updateUser = createRoute({
 export const deleteUser = createRoute({
   method: "delete",
   path: "/users/{id}",
+  operationId: "deleteUser",
   tags,
   summary: "Delete a user",
   request: { params: UserIdParamsSchema },

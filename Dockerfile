@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+#
+# database-service: the users API on Bun.
+#   docker build -t database-service .    (or: docker compose up -d --build)
+
+# --- Stage 1: production dependencies -------------------------------------------------------
+# The lockfile of this project is npm's package-lock.json; there is no bun.lock, so
+# `bun install --frozen-lockfile` cannot be used, and `bun install --production` without a
+# frozen lockfile would resolve versions afresh on every build. `npm ci` installs exactly the
+# locked tree or fails, so the image gets the versions the tests ran against.
+# --ignore-scripts: no runtime dependency needs an install script (the only ones are
+# @scarf/scarf's telemetry ping and protobufjs's version notice). Every runtime dependency is
+# plain JavaScript, so a node_modules built here runs unchanged under Bun.
+FROM node:20-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && npm cache clean --force
+
+# --- Stage 2: runtime ------------------------------------------------------------------------
+# Pinned to Bun's minor version, the one package.json's devDependency `bun` tests with.
+FROM oven/bun:1.4-slim AS runtime
+WORKDIR /app
+ENV NODE_ENV=production
+# Owned by root and not writable by the `bun` user the service runs as.
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+# `bun` (uid 1000) is created by the oven/bun image.
+USER bun
+EXPOSE 8080
+# The image has no curl: Bun itself probes liveness (never the database or maintenance).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["bun", "-e", "fetch('http://127.0.0.1:8080/health/live', { signal: AbortSignal.timeout(3000) }).then((r) => process.exit(r.ok ? 0 : 1)).catch(() => process.exit(1))"]
+# Exec form: bun is PID 1 and receives SIGTERM for the graceful shutdown in src/index.ts.
+CMD ["bun", "src/index.ts"]
