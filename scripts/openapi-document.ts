@@ -4,34 +4,21 @@
  * the test that fails when the committed file drifts from what the app serves.
  *
  * Inert: the DbHolder's postgres.js client is lazy and nothing here queries,
- * so no connection is opened; no timers, no etcd.
+ * so no connection is opened; no timers, no etcd. The maintenance manager is
+ * never started, and the admin API is mounted so the document includes it.
  */
 import { fileURLToPath } from "node:url";
 import { createApp, OPENAPI_INFO } from "../src/app.ts";
-import { DEFAULT_DATABASE_URL } from "../src/config.ts";
+import { DEFAULT_DATABASE_URL, loadConfig } from "../src/config.ts";
 import { DbHolder } from "../src/db/db-holder.ts";
 import { parseDatabaseUrl } from "../src/db/dsn.ts";
 import { silentLogger } from "../src/logger.ts";
 import { Gate } from "../src/maintenance/gate.ts";
-import type { MaintenanceStatusProvider } from "../src/maintenance/status.ts";
+import { MaintenanceManager } from "../src/maintenance/manager.ts";
+import { MemorySource } from "../src/maintenance/memory-source.ts";
 
 /** Absolute path of the committed document. */
 export const OPENAPI_DOCUMENT_PATH = fileURLToPath(new URL("../openapi/openapi.json", import.meta.url));
-
-/** Maintenance as the inert app reports it: off, from an in-memory source. */
-const maintenanceOff: MaintenanceStatusProvider = {
-  status: () => ({
-    enabled: false,
-    phase: "serving",
-    reason: null,
-    since: null,
-    retry_after_seconds: null,
-    key: "/maintenance/database-service",
-    revision: null,
-    source: { kind: "memory", status: "connected", last_confirmed_at: null, stale_seconds: null, last_error: null },
-    rejected: null,
-  }),
-};
 
 /** The app built with dependencies that do no I/O unless a route queries the database. */
 export function createInertApp() {
@@ -42,11 +29,31 @@ export function createInertApp() {
     instanceId: "openapi",
     logger: silentLogger,
   });
+  const config = loadConfig({ ETCD_ENDPOINTS: "memory" });
+  const gate = new Gate();
+  const memory = new MemorySource();
+  // Never started: it reports "off" and touches nothing.
+  const maintenance = new MaintenanceManager(
+    {
+      key: config.maintenance.key,
+      poolMax: 1,
+      maintenancePoolMax: 1,
+      drainTimeoutMs: 0,
+      retryAfterSeconds: config.maintenance.retryAfterSeconds,
+      startPolicy: "open",
+    },
+    gate,
+    db,
+    memory,
+    silentLogger,
+  );
   return createApp({
     db,
     schema: { ready: true },
-    gate: new Gate(),
-    maintenance: maintenanceOff,
+    gate,
+    maintenance,
+    // Present so the document describes the admin API too.
+    admin: { token: "openapi-document", key: config.maintenance.key, writer: memory, manager: maintenance },
     logger: silentLogger,
     startedAt: new Date(0),
   });

@@ -1,4 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { ADMIN_SECURITY_SCHEME, adminRoutes } from "./admin/admin.routes.ts";
+import { bearerAuth } from "./admin/bearer-auth.ts";
 import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
 import { accessLog } from "./http/access-log.ts";
@@ -9,12 +11,23 @@ import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from
 import { HttpProblem } from "./http/problem.ts";
 import { requestId } from "./http/request-id.ts";
 import type { Logger } from "./logger.ts";
+import type { MaintenanceObserver } from "./maintenance/manager.ts";
+import type { MaintenanceWriter } from "./maintenance/writer.ts";
 import { usersRoutes } from "./users/users.handlers.ts";
 import { UsersRepository } from "./users/users.repository.ts";
+
+/** What the admin API needs; it is mounted only when a token is configured. */
+export interface AdminDeps {
+  token: string;
+  key: string;
+  writer: MaintenanceWriter;
+  manager: MaintenanceObserver;
+}
 
 /** Everything the app needs; built by the entry (or a test), never on import. */
 export interface AppDeps extends HealthDeps {
   logger: Logger;
+  admin: AdminDeps | null;
 }
 
 /** The OpenAPI document's fixed fields. */
@@ -34,6 +47,7 @@ export const OPENAPI_INFO = {
   tags: [
     { name: "users", description: "Users CRUD (503 in maintenance)" },
     { name: "health", description: "Health and statistics (always served)" },
+    { name: "admin", description: "Maintenance control (only when ADMIN_TOKEN is set)" },
   ],
 };
 
@@ -67,6 +81,16 @@ export function createApp(deps: AppDeps) {
     app.use(path, gate, limitBody(), schemaReady);
   }
 
+  if (deps.admin) {
+    const { token, key, writer, manager } = deps.admin;
+    app.openAPIRegistry.registerComponent("securitySchemes", ADMIN_SECURITY_SCHEME, {
+      type: "http",
+      scheme: "bearer",
+      description: "The service's ADMIN_TOKEN.",
+    });
+    app.use("/admin/*", bearerAuth(token), limitBody());
+    app.route("/", adminRoutes(key, writer, manager));
+  }
   app.route("/", usersRoutes(new UsersRepository(deps.db)));
   app.route("/", healthRoutes(deps));
   app.route("/", docsRoutes());

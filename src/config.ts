@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { type ConnectionTarget, InvalidDatabaseUrlError, parseDatabaseUrl } from "./db/dsn.ts";
+import { type EmbeddedDatabase, parseEmbeddedUrl } from "./db/embedded.ts";
 
 /** The seed README's default: a local PostgreSQL with the compose credentials. */
 export const DEFAULT_DATABASE_URL =
@@ -26,7 +27,9 @@ const optionalText = () => v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("m
 
 const databaseUrl = v.pipe(
   v.optional(v.string(), DEFAULT_DATABASE_URL),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+  v.rawTransform(({ dataset, addIssue, NEVER }): ConnectionTarget | EmbeddedDatabase => {
+    const embedded = parseEmbeddedUrl(dataset.value);
+    if (embedded) return embedded;
     try {
       return parseDatabaseUrl(dataset.value);
     } catch (error) {
@@ -63,6 +66,14 @@ const EnvironmentSchema = v.object({
   ETCD_CERT_FILE: optionalText(),
   ETCD_KEY_FILE: optionalText(),
   MAINTENANCE_KEY: text("/maintenance/database-service"),
+  ADMIN_TOKEN: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.minLength(8, "must be at least 8 characters"),
+      v.regex(/^\S+$/, "must not contain spaces"),
+    ),
+  ),
   MAINTENANCE_START_POLICY: v.optional(v.picklist(["open", "closed"], "must be open or closed"), "open"),
   DRAIN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   RETRY_AFTER_SECONDS: integer(60, 0, 86_400),
@@ -78,13 +89,18 @@ const EnvironmentSchema = v.object({
 export interface Config {
   port: number;
   host: string;
-  database: ConnectionTarget;
+  /** The PostgreSQL server to use, or an embedded one to start (`DATABASE_URL=embedded`). */
+  database: ConnectionTarget | EmbeddedDatabase;
   db: {
     poolMax: number;
     maintenancePoolMax: number;
     connectTimeoutMs: number;
     idleTimeoutSeconds: number;
   };
+  /** `memory` (ETCD_ENDPOINTS=memory): an in-process key, for development; else etcd. */
+  maintenanceSource: "etcd" | "memory";
+  /** Bearer token of the admin API; the API is absent when unset. */
+  adminToken: string | null;
   etcd: {
     endpoints: string[];
     username?: string;
@@ -103,6 +119,14 @@ export interface Config {
   /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */
   idleTimeoutSeconds: number;
   logLevel: LogLevel;
+}
+
+/** A configuration whose database is a server to connect to (an embedded one already started). */
+export type ServerConfig = Config & { database: ConnectionTarget };
+
+/** `config` with its database resolved to a server (e.g. an embedded one, once started). */
+export function withDatabase(config: Config, database: ConnectionTarget): ServerConfig {
+  return { ...config, database };
 }
 
 /** Thrown by {@link loadConfig}; `problems` names each bad variable. */
@@ -143,11 +167,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     db: {
       poolMax: e.DB_POOL_MAX,
       maintenancePoolMax: e.DB_MAINTENANCE_POOL_MAX,
-      connectTimeoutMs: e.DATABASE_URL.connectTimeoutSeconds
-        ? e.DATABASE_URL.connectTimeoutSeconds * 1000
-        : e.DB_CONNECT_TIMEOUT_MS,
+      connectTimeoutMs:
+        "connectTimeoutSeconds" in e.DATABASE_URL && e.DATABASE_URL.connectTimeoutSeconds
+          ? e.DATABASE_URL.connectTimeoutSeconds * 1000
+          : e.DB_CONNECT_TIMEOUT_MS,
       idleTimeoutSeconds: e.DB_IDLE_TIMEOUT_S,
     },
+    maintenanceSource: e.ETCD_ENDPOINTS.length === 1 && e.ETCD_ENDPOINTS[0] === "memory" ? "memory" : "etcd",
+    adminToken: e.ADMIN_TOKEN ?? null,
     etcd: {
       endpoints: e.ETCD_ENDPOINTS,
       ...(e.ETCD_USERNAME !== undefined && { username: e.ETCD_USERNAME }),

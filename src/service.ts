@@ -1,5 +1,5 @@
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import type { Config, ServerConfig } from "./config.ts";
 import { DbHolder } from "./db/db-holder.ts";
 import { migrateInBackground } from "./db/migrate.ts";
 import type { Logger } from "./logger.ts";
@@ -7,7 +7,9 @@ import { createEtcdClient } from "./maintenance/etcd-client.ts";
 import { EtcdSource } from "./maintenance/etcd-source.ts";
 import { Gate } from "./maintenance/gate.ts";
 import { MaintenanceManager } from "./maintenance/manager.ts";
+import { MemorySource } from "./maintenance/memory-source.ts";
 import type { MaintenanceSource } from "./maintenance/source.ts";
+import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
 export interface Service {
@@ -21,11 +23,17 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** Where maintenance state is read from, and how the admin API writes it. */
+export interface MaintenanceBackend {
+  source: MaintenanceSource;
+  writer: MaintenanceWriter;
+}
+
 /** Replaceable parts, for tests. */
 export interface ServiceOptions {
   instanceId?: string;
-  /** Where maintenance state comes from; by default the configured etcd. */
-  source?: MaintenanceSource;
+  /** By default the configured one (etcd, or in-process for ETCD_ENDPOINTS=memory). */
+  backend?: MaintenanceBackend;
 }
 
 /** A short random id distinguishing this process's connections and logs. */
@@ -33,9 +41,17 @@ export function newInstanceId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The maintenance source `config` names. */
-export function createSource(config: Config, logger: Logger): MaintenanceSource {
-  return new EtcdSource(createEtcdClient(config.etcd), config.maintenance.key, logger);
+/** The maintenance backend `config` names: etcd, or an in-process key. */
+export function createBackend(config: Config, logger: Logger): MaintenanceBackend {
+  if (config.maintenanceSource === "memory") {
+    const memory = new MemorySource();
+    return { source: memory, writer: memory };
+  }
+  const client = createEtcdClient(config.etcd);
+  return {
+    source: new EtcdSource(client, config.maintenance.key, logger),
+    writer: new EtcdWriter(client, config.maintenance.key),
+  };
 }
 
 /**
@@ -43,7 +59,7 @@ export function createSource(config: Config, logger: Logger): MaintenanceSource 
  * work (migrations, following the maintenance key). Runtime-neutral: the entry
  * adds the listener and signals.
  */
-export function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Service {
+export function startService(config: ServerConfig, logger: Logger, options: ServiceOptions = {}): Service {
   const stopping = new AbortController();
   const db = new DbHolder(config.database, {
     max: config.db.poolMax,
@@ -54,6 +70,7 @@ export function startService(config: Config, logger: Logger, options: ServiceOpt
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
   const gate = new Gate();
+  const backend = options.backend ?? createBackend(config, logger);
   const maintenance = new MaintenanceManager(
     {
       key: config.maintenance.key,
@@ -65,11 +82,15 @@ export function startService(config: Config, logger: Logger, options: ServiceOpt
     },
     gate,
     db,
-    options.source ?? createSource(config, logger),
+    backend.source,
     logger,
   );
   maintenance.start();
-  const app = createApp({ db, schema: schema.status, gate, maintenance, logger, startedAt: new Date() });
+  const admin =
+    config.adminToken === null
+      ? null
+      : { token: config.adminToken, key: config.maintenance.key, writer: backend.writer, manager: maintenance };
+  const app = createApp({ db, schema: schema.status, gate, maintenance, admin, logger, startedAt: new Date() });
   return {
     app,
     db,

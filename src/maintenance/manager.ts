@@ -1,5 +1,6 @@
 import type { DbHolder } from "../db/db-holder.ts";
 import type { Logger } from "../logger.ts";
+import { sleep } from "../util/sleep.ts";
 import type { Gate } from "./gate.ts";
 import type { MaintenanceSource, Observation } from "./source.ts";
 import type { MaintenanceStatus, MaintenanceStatusProvider, RejectedValue } from "./status.ts";
@@ -18,6 +19,11 @@ export interface ManagerSettings {
 
 /** The pool part of the manager's participants; a DbHolder in the service. */
 export type PoolResizer = Pick<DbHolder, "reconnect" | "max">;
+
+/** Status, plus a way to wait until a written revision has been seen. */
+export interface MaintenanceObserver extends MaintenanceStatusProvider {
+  observed(revision: number, timeoutMs: number): Promise<boolean>;
+}
 
 /** The state the manager has brought the participants to. */
 interface Applied {
@@ -41,13 +47,15 @@ const LONGEST_LOGGED_VALUE = 200;
  * loop then moves to the latest one, so bursts of toggles coalesce and the
  * final value wins.
  */
-export class MaintenanceManager implements MaintenanceStatusProvider {
+export class MaintenanceManager implements MaintenanceObserver {
   private desired: MaintenanceRequest = { enabled: false };
   private applied: Applied;
   private phase: MaintenanceStatus["phase"] = "serving";
   private since: Date | null = null;
   private revision: number | null = null;
   private rejected: RejectedValue | null = null;
+  /** Revision of the latest reading, understood or not. */
+  private lastObserved: number | null = null;
   private loop: Promise<void> | undefined;
   /** Aborted when the desired state changes or the manager closes: cuts a drain short. */
   private interrupt = new AbortController();
@@ -73,6 +81,16 @@ export class MaintenanceManager implements MaintenanceStatusProvider {
       this.since = new Date();
     }
     this.source.start((observation) => this.observe(observation));
+  }
+
+  /** Waits (up to `timeoutMs`) until a reading at or after `revision` was taken; true if it was. */
+  async observed(revision: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.lastObserved ?? -1) < revision) {
+      if (Date.now() >= deadline) return false;
+      await sleep(5);
+    }
+    return true;
   }
 
   /** Resolves when no transition is running or pending. */
@@ -104,6 +122,7 @@ export class MaintenanceManager implements MaintenanceStatusProvider {
 
   /** Takes one reading of the key. */
   private observe({ value, revision }: Observation): void {
+    this.lastObserved = revision;
     const parsed = parseMaintenanceValue(value);
     if (!parsed.ok) {
       const shown = value === null ? "" : value.slice(0, LONGEST_LOGGED_VALUE);

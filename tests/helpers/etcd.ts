@@ -24,12 +24,15 @@ export class TestEtcd {
     return `127.0.0.1:${this.clientPort}`;
   }
 
-  /** Starts etcd and waits until it answers; fails loudly when the binary is missing. */
-  static async start(): Promise<TestEtcd> {
+  /**
+   * Starts etcd and waits until it answers; fails loudly when the binary is missing.
+   * `clientPort` picks the client port (a free one by default), e.g. one a service already points at.
+   */
+  static async start(clientPort?: number): Promise<TestEtcd> {
     if (!Bun.which("etcd")) {
       throw new Error("etcd is not installed: run `apt-get install -y etcd-server etcd-client` (or `bash .ci/run`)");
     }
-    const etcd = new TestEtcd(await freePort(), await freePort());
+    const etcd = new TestEtcd(clientPort ?? (await freePort()), await freePort());
     await etcd.resume();
     return etcd;
   }

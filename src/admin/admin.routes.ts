@@ -1,0 +1,117 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { MaintenanceStatusSchema } from "../health/health.schemas.ts";
+import type { AppEnv } from "../http/context.ts";
+import { problem, validationHook } from "../http/openapi.ts";
+import { HttpProblem } from "../http/problem.ts";
+import type { MaintenanceObserver } from "../maintenance/manager.ts";
+import { parseMaintenanceValue } from "../maintenance/value.ts";
+import type { MaintenanceWriter } from "../maintenance/writer.ts";
+
+/** Name of the bearer security scheme in the OpenAPI document. */
+export const ADMIN_SECURITY_SCHEME = "adminToken";
+
+/** How long a write waits for this instance to see it before answering. */
+const OBSERVE_TIMEOUT_MS = 5000;
+
+const MaintenanceKeySchema = z
+  .object({
+    key: z.string(),
+    value: z.string().nullable().openapi({ description: "The key's raw value; null when the key does not exist." }),
+    revision: z.string(),
+    maintenance: MaintenanceStatusSchema,
+  })
+  .openapi("MaintenanceKey");
+
+const security = [{ [ADMIN_SECURITY_SCHEME]: [] }];
+const tags = ["admin"];
+const ok = (description: string) => ({
+  description,
+  content: { "application/json": { schema: MaintenanceKeySchema } },
+});
+const unauthorized = problem("Missing or wrong bearer token.");
+
+const getMaintenance = createRoute({
+  method: "get",
+  path: "/admin/maintenance",
+  operationId: "getMaintenance",
+  tags,
+  security,
+  summary: "Read the maintenance key and this instance's state",
+  responses: { 200: ok("The key and the state."), 401: unauthorized },
+});
+
+const putMaintenance = createRoute({
+  method: "put",
+  path: "/admin/maintenance",
+  operationId: "putMaintenance",
+  tags,
+  security,
+  summary: "Write the maintenance key",
+  description:
+    "Takes the same values as the etcd key: a word (`true`, `on`, `false`, `off`, ...) as text/plain, or a JSON " +
+    'object such as `{"enabled":true,"reason":"disk upgrade","retry_after":120}`. With etcd, this writes the key ' +
+    "for every instance. Answers once this instance has seen the write (its gate is then already closed or open; " +
+    "the pool may still be draining).",
+  request: {
+    body: {
+      required: true,
+      content: {
+        "text/plain": { schema: z.string().openapi({ example: "true" }) },
+        "application/json": {
+          schema: z
+            .unknown()
+            .openapi({ type: "object", example: { enabled: true, reason: "disk upgrade", retry_after: 120 } }),
+        },
+      },
+    },
+  },
+  responses: {
+    200: ok("Written and seen by this instance."),
+    400: problem("Not a value the maintenance key understands."),
+    401: unauthorized,
+    413: problem("Body larger than 64 KiB."),
+    415: problem("Body is neither text/plain nor application/json."),
+  },
+});
+
+const deleteMaintenance = createRoute({
+  method: "delete",
+  path: "/admin/maintenance",
+  operationId: "deleteMaintenance",
+  tags,
+  security,
+  summary: "Delete the maintenance key (maintenance off)",
+  responses: { 200: ok("Deleted and seen by this instance."), 401: unauthorized },
+});
+
+/** `/admin/maintenance`: read and write the maintenance key over HTTP. */
+export function adminRoutes(key: string, writer: MaintenanceWriter, manager: MaintenanceObserver) {
+  const describe = async () => {
+    const stored = await writer.read();
+    return { key, value: stored.value, revision: String(stored.revision), maintenance: manager.status() };
+  };
+  const afterWrite = async (revision: number) => {
+    await manager.observed(revision, OBSERVE_TIMEOUT_MS);
+    return describe();
+  };
+
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+    .openapi(getMaintenance, async (c) => c.json(await describe(), 200))
+    .openapi(putMaintenance, async (c) => {
+      const value = await c.req.text();
+      const parsed = parseMaintenanceValue(value);
+      if (!parsed.ok) {
+        throw new HttpProblem(
+          400,
+          "invalid-maintenance-value",
+          "Bad Request",
+          `Not a maintenance value: ${parsed.problem}.`,
+          {
+            errors: [{ field: "body", message: parsed.problem }],
+          },
+        );
+      }
+      return c.json(await afterWrite(await writer.write(value)), 200);
+    })
+    .openapi(deleteMaintenance, async (c) => c.json(await afterWrite(await writer.clear()), 200));
+}
