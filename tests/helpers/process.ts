@@ -27,14 +27,20 @@ async function collect(stream: ReadableStream<Uint8Array>, into: string[]): Prom
   }
 }
 
+/** `deno run -A src/index.ts`, with the Deno of node_modules. */
+export const DENO_ENTRY = [`${ROOT}node_modules/.bin/deno`, "run", "-A", "src/index.ts"];
+
 /**
- * Spawns the real entry, `bun src/index.ts`, with exactly `env` (plus PATH and
- * HOME, and PORT/HOST unless given), so nothing from the test's own environment
- * leaks into its configuration.
+ * Spawns the real entry (`bun src/index.ts` unless `command` says otherwise)
+ * with exactly `env` (plus PATH and HOME, and PORT/HOST unless given), so
+ * nothing from the test's own environment leaks into its configuration.
  */
-export async function spawnService(env: Record<string, string>): Promise<ServiceProcess> {
+export async function spawnService(
+  env: Record<string, string>,
+  command: string[] = [process.execPath, "src/index.ts"],
+): Promise<ServiceProcess> {
   const port = env.PORT ?? String(await freePort());
-  const proc = Bun.spawn([process.execPath, "src/index.ts"], {
+  const proc = Bun.spawn(command, {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",

@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { TestEtcd } from "../helpers/etcd.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
+import { DENO_ENTRY, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+
+const KEY = "/maintenance/database-service";
+let database: TestDatabase;
+let etcd: TestEtcd;
+let deno: ServiceProcess;
+
+beforeAll(async () => {
+  [database, etcd] = await Promise.all([createTestDatabase(), TestEtcd.start()]);
+  deno = await spawnService(
+    { DATABASE_URL: database.url, ETCD_ENDPOINTS: etcd.endpoint, LOG_LEVEL: "info", DRAIN_TIMEOUT_MS: "2000" },
+    DENO_ENTRY,
+  );
+  await waitForStatus(deno, "/health", 200, 60_000);
+});
+afterAll(async () => {
+  if (deno.proc.exitCode === null) deno.proc.kill("SIGKILL");
+  await Promise.all([database.drop(), etcd.stop()]);
+});
+
+describe("the service under Deno (deno run -A src/index.ts)", () => {
+  test("serves CRUD on the port it is given, follows the etcd key, and stops cleanly on SIGTERM", async () => {
+    const base = deno.baseUrl;
+    const created = await fetch(`${base}/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Alice", email: "alice@example.com" }),
+    });
+    expect(created.status).toBe(201);
+    const alice = (await created.json()) as { id: number };
+    expect((await fetch(`${base}/users/${alice.id}`)).status).toBe(200);
+    const updated = await fetch(`${base}/users/${alice.id}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Alice B", email: "alice.b@example.com" }),
+    });
+    expect(await updated.json()).toMatchObject({ name: "Alice B" });
+
+    await etcd.etcdctl("put", KEY, "true");
+    await waitForStatus(deno, "/users", 503, 5000);
+    const refused = await fetch(`${base}/users/${alice.id}`);
+    expect(refused.headers.get("retry-after")).toBe("60");
+    expect(refused.headers.get("content-type")).toBe("application/problem+json");
+    expect(await (await fetch(`${base}/health`)).json()).toMatchObject({ status: "maintenance", maintenance: true });
+
+    await etcd.etcdctl("put", KEY, "false");
+    await waitForStatus(deno, "/users", 200, 5000);
+    expect((await fetch(`${base}/users/${alice.id}`, { method: "DELETE" })).status).toBe(204);
+
+    deno.proc.kill("SIGTERM");
+    expect(await deno.exited).toBe(0);
+    expect(deno.logLines().some((line) => line.event === "service.stopped")).toBe(true);
+  }, 60_000);
+});
