@@ -35,7 +35,6 @@ export function createInertApp() {
   // Never started: it reports "off" and touches nothing.
   const maintenance = new MaintenanceManager(
     {
-      key: config.maintenance.key,
       poolMax: 1,
       maintenancePoolMax: 1,
       drainTimeoutMs: 0,
@@ -44,7 +43,7 @@ export function createInertApp() {
     },
     gate,
     db,
-    memory,
+    [{ key: config.maintenance.key, source: memory }],
     silentLogger,
   );
   return createApp({

@@ -66,6 +66,15 @@ const EnvironmentSchema = v.object({
   ETCD_CERT_FILE: optionalText(),
   ETCD_KEY_FILE: optionalText(),
   MAINTENANCE_KEY: text("/maintenance/database-service"),
+  MAINTENANCE_GLOBAL_KEY: v.optional(v.pipe(v.string(), v.trim()), "/maintenance/global"),
+  MAINTENANCE_BYPASS_TOKEN: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.minLength(16, "must be at least 16 characters"),
+      v.regex(/^\S+$/, "must not contain spaces"),
+    ),
+  ),
   ADMIN_TOKEN: v.optional(
     v.pipe(
       v.string(),
@@ -111,6 +120,10 @@ export interface Config {
   };
   maintenance: {
     key: string;
+    /** The fleet-wide key, watched beside `key`; null when MAINTENANCE_GLOBAL_KEY is empty. */
+    globalKey: string | null;
+    /** Lets an operator through a closed gate with `X-Maintenance-Bypass`; null when unset. */
+    bypassToken: string | null;
     startPolicy: "open" | "closed";
     drainTimeoutMs: number;
     retryAfterSeconds: number;
@@ -156,6 +169,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if ((e.ETCD_CERT_FILE === undefined) !== (e.ETCD_KEY_FILE === undefined)) {
     problems.push("ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither");
   }
+  if (e.MAINTENANCE_GLOBAL_KEY === e.MAINTENANCE_KEY) {
+    problems.push("MAINTENANCE_GLOBAL_KEY: must differ from MAINTENANCE_KEY");
+  }
   if (e.DB_MAINTENANCE_POOL_MAX > e.DB_POOL_MAX) {
     problems.push("DB_MAINTENANCE_POOL_MAX: must not exceed DB_POOL_MAX");
   }
@@ -185,6 +201,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     maintenance: {
       key: e.MAINTENANCE_KEY,
+      globalKey: e.MAINTENANCE_GLOBAL_KEY === "" ? null : e.MAINTENANCE_GLOBAL_KEY,
+      bypassToken: e.MAINTENANCE_BYPASS_TOKEN ?? null,
       startPolicy: e.MAINTENANCE_START_POLICY,
       drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
       retryAfterSeconds: e.RETRY_AFTER_SECONDS,

@@ -6,9 +6,8 @@ import type { Logger } from "./logger.ts";
 import { createEtcdClient } from "./maintenance/etcd-client.ts";
 import { EtcdSource } from "./maintenance/etcd-source.ts";
 import { Gate } from "./maintenance/gate.ts";
-import { MaintenanceManager } from "./maintenance/manager.ts";
+import { type KeySource, MaintenanceManager } from "./maintenance/manager.ts";
 import { MemorySource } from "./maintenance/memory-source.ts";
-import type { MaintenanceSource } from "./maintenance/source.ts";
 import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
@@ -25,7 +24,9 @@ export interface Service {
 
 /** Where maintenance state is read from, and how the admin API writes it. */
 export interface MaintenanceBackend {
-  source: MaintenanceSource;
+  /** The service's own key first, then the fleet key. */
+  keys: KeySource[];
+  /** Writes the service's own key. */
   writer: MaintenanceWriter;
 }
 
@@ -43,15 +44,18 @@ export function newInstanceId(): string {
 
 /** The maintenance backend `config` names: etcd, or an in-process key. */
 export function createBackend(config: Config, logger: Logger): MaintenanceBackend {
+  const { key, globalKey } = config.maintenance;
   if (config.maintenanceSource === "memory") {
+    // One process, no fleet: the in-process key stands alone.
     const memory = new MemorySource();
-    return { source: memory, writer: memory };
+    return { keys: [{ key, source: memory }], writer: memory };
   }
   const client = createEtcdClient(config.etcd);
-  return {
-    source: new EtcdSource(client, config.maintenance.key, logger),
-    writer: new EtcdWriter(client, config.maintenance.key),
-  };
+  const keys = [key, ...(globalKey === null ? [] : [globalKey])].map((k) => ({
+    key: k,
+    source: new EtcdSource(client, k, logger),
+  }));
+  return { keys, writer: new EtcdWriter(client, key) };
 }
 
 /**
@@ -69,11 +73,10 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     logger,
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
-  const gate = new Gate();
+  const gate = new Gate(config.maintenance.bypassToken);
   const backend = options.backend ?? createBackend(config, logger);
   const maintenance = new MaintenanceManager(
     {
-      key: config.maintenance.key,
       poolMax: config.db.poolMax,
       maintenancePoolMax: config.db.maintenancePoolMax,
       drainTimeoutMs: config.maintenance.drainTimeoutMs,
@@ -82,7 +85,7 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     },
     gate,
     db,
-    backend.source,
+    backend.keys,
     logger,
   );
   maintenance.start();

@@ -91,7 +91,7 @@ export function adminRoutes(key: string, writer: MaintenanceWriter, manager: Mai
     return { key, value: stored.value, revision: String(stored.revision), maintenance: manager.status() };
   };
   const afterWrite = async (revision: number) => {
-    await manager.observed(revision, OBSERVE_TIMEOUT_MS);
+    await manager.observed(key, revision, OBSERVE_TIMEOUT_MS);
     return describe();
   };
 

@@ -2,7 +2,7 @@ import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
 import type { ConnectionTarget } from "./dsn.ts";
-import { DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
+import { DatabaseReadOnlyError, DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
 
 /** The postgres.js client type used throughout the service. */
 export type Sql = postgres.Sql;
@@ -17,10 +17,18 @@ export interface DbHolderOptions {
   logger: Logger;
 }
 
+/** The shape of a client: how many connections, and whether its sessions refuse writes. */
+export interface PoolShape {
+  max: number;
+  /** Sessions start with `default_transaction_read_only=on`: PostgreSQL itself refuses writes. */
+  readOnly: boolean;
+}
+
 /** One postgres.js client and what we count about it. */
 interface Generation {
   readonly id: number;
   readonly max: number;
+  readonly readOnly: boolean;
   readonly applicationName: string;
   readonly sql: Sql;
   inFlight: number;
@@ -30,6 +38,7 @@ interface Generation {
 export interface PoolStats {
   generation: number;
   max: number;
+  read_only: boolean;
   application_name: string;
   in_flight: number;
   queries_total: number;
@@ -67,12 +76,12 @@ export class DbHolder {
     private readonly options: DbHolderOptions,
   ) {
     this.applicationNamePrefix = `database-service:${options.instanceId}:`;
-    this.current = this.createGeneration(options.max);
+    this.current = this.createGeneration({ max: options.max, readOnly: false });
   }
 
-  /** The configured `max` of the client now in use. */
-  get max(): number {
-    return this.current.max;
+  /** The shape of the client now in use. */
+  get shape(): PoolShape {
+    return { max: this.current.max, readOnly: this.current.readOnly };
   }
 
   /** Queries running now, on the current client and on clients being retired. */
@@ -152,6 +161,7 @@ export class DbHolder {
     return {
       generation: this.current.id,
       max: this.current.max,
+      read_only: this.current.readOnly,
       application_name: this.current.applicationName,
       in_flight: this.inFlight,
       queries_total: this.queriesTotal,
@@ -160,23 +170,25 @@ export class DbHolder {
   }
 
   /**
-   * Replaces the client with a new one of `max` connections. New queries go to
+   * Replaces the client with a new one of the given shape. New queries go to
    * the new client at once; the old one is ended after its in-flight queries
-   * finish (waiting at most `drainTimeoutMs`, then `end({timeout})` cuts the rest).
+   * finish (waiting at most `drainTimeoutMs`, then `end({timeout})` cuts the
+   * rest). Resolves true when the old client's queries all finished in time.
    *
    * We wait for our own in-flight count before `end()` because postgres.js
    * resolves `end()` while queries are still queued and then reopens a
    * connection for them that lingers until `idle_timeout`.
    */
-  async reconnect(max: number, drainTimeoutMs: number): Promise<void> {
+  async reconnect(shape: PoolShape, drainTimeoutMs: number): Promise<boolean> {
     const old = this.current;
-    this.current = this.createGeneration(max);
+    this.current = this.createGeneration(shape);
     this.options.logger.info("db.client_replaced", {
       from_generation: old.id,
       to_generation: this.current.id,
-      max,
+      max: shape.max,
+      read_only: shape.readOnly,
     });
-    await this.retire(old, drainTimeoutMs);
+    return this.retire(old, drainTimeoutMs);
   }
 
   /** Ends every client, letting running queries finish for up to `timeoutMs`. */
@@ -184,18 +196,20 @@ export class DbHolder {
     await Promise.all([this.retire(this.current, timeoutMs), ...[...this.retiring].map((g) => this.retire(g, 0))]);
   }
 
-  private async retire(generation: Generation, drainTimeoutMs: number): Promise<void> {
+  private async retire(generation: Generation, drainTimeoutMs: number): Promise<boolean> {
     this.retiring.add(generation);
     const deadline = Date.now() + drainTimeoutMs;
     while (generation.inFlight > 0 && Date.now() < deadline) await sleep(10);
+    const drained = generation.inFlight === 0;
     // end() without a timeout can hang after a connection error (porsager/postgres#1097),
     // so it gets one, and is raced against our own timer as well.
     await Promise.race([generation.sql.end({ timeout: END_GRACE_SECONDS }), sleep(END_GRACE_SECONDS * 1000 + 1000)]);
     this.retiring.delete(generation);
-    this.options.logger.debug("db.client_ended", { generation: generation.id });
+    this.options.logger.debug("db.client_ended", { generation: generation.id, drained });
+    return drained;
   }
 
-  private createGeneration(max: number): Generation {
+  private createGeneration({ max, readOnly }: PoolShape): Generation {
     const id = ++this.generations;
     const applicationName = `${this.applicationNamePrefix}${id}`;
     const { logger, connectTimeoutMs, idleTimeoutSeconds } = this.options;
@@ -210,7 +224,12 @@ export class DbHolder {
       connect_timeout: connectTimeoutMs / 1000,
       idle_timeout: idleTimeoutSeconds,
       fetch_types: false,
-      connection: { application_name: applicationName, TimeZone: "UTC" },
+      // Any setting may be sent at connection start; postgres.js's types name only a few.
+      connection: {
+        application_name: applicationName,
+        TimeZone: "UTC",
+        ...(readOnly && { default_transaction_read_only: "on" }),
+      } as postgres.Options<Record<string, postgres.PostgresType>>["connection"],
       types: {
         // TIMESTAMP columns hold UTC wall-clock time (the session runs in UTC);
         // read them as UTC instead of the process's local zone.
@@ -224,7 +243,7 @@ export class DbHolder {
       onnotice: (notice) => logger.debug("db.notice", { message: notice.message }),
     };
     const sql = postgres(options) as unknown as Sql;
-    return { id, max, applicationName, sql, inFlight: 0 };
+    return { id, max, readOnly, applicationName, sql, inFlight: 0 };
   }
 }
 
@@ -243,6 +262,7 @@ function isStaleConnection(error: unknown): boolean {
 }
 
 function translate(error: unknown): unknown {
+  if (errorCode(error) === "25006") return new DatabaseReadOnlyError({ cause: error });
   if (error instanceof DatabaseUnavailableError || !isConnectionError(error)) return error;
   return new DatabaseUnavailableError("database unavailable", { cause: error });
 }

@@ -6,6 +6,17 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/**
+ * PostgreSQL refused a write because the session is read-only (SQLSTATE 25006):
+ * a write reached a read-only maintenance pool. Clients get 503.
+ */
+export class DatabaseReadOnlyError extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super("the database session is read-only", options);
+    this.name = "DatabaseReadOnlyError";
+  }
+}
+
 /** postgres.js and socket error codes that mean "no usable connection". */
 const connectionCodes = new Set([
   "ECONNREFUSED",

@@ -84,9 +84,12 @@ export function healthRoutes(deps: HealthDeps) {
       const body = {
         status,
         maintenance: m.enabled,
+        mode: m.mode,
+        key: m.key,
         reason: m.reason,
         since: m.since,
         retry_after_seconds: m.retry_after_seconds,
+        upcoming_window: m.upcoming_window,
         rejected: m.rejected,
         checks: {
           database,

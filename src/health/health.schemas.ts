@@ -12,23 +12,65 @@ const SourceStatusSchema = z
   })
   .openapi("MaintenanceSource");
 
+const ModeSchema = z.enum(["off", "read-only", "full"]).openapi("MaintenanceMode", {
+  description: "`read-only`: reads served, writes 503; `full`: every /users operation 503.",
+});
+
 const RejectedSchema = z
-  .object({ value: z.string(), revision: z.string(), at: z.string().openapi({ format: "date-time" }) })
+  .object({ key: z.string(), value: z.string(), revision: z.string(), at: z.string().openapi({ format: "date-time" }) })
   .nullable()
-  .openapi({ description: "The last value of the key that was not understood and so changed nothing." });
+  .openapi({ description: "The last value of a key that was not understood and so changed nothing." });
+
+const WindowSchema = z
+  .object({
+    start: z.string().nullable().openapi({ format: "date-time" }),
+    end: z.string().nullable().openapi({ format: "date-time" }),
+  })
+  .nullable()
+  .openapi({ description: "The nearest maintenance window written but not yet begun." });
+
+const KeyStatusSchema = z
+  .object({
+    key: z.string(),
+    mode: ModeSchema.nullable().openapi({ description: "What the key asks for now; null before the first reading." }),
+    revision: z.string().nullable(),
+    source: SourceStatusSchema,
+  })
+  .openapi("MaintenanceKeyStatus");
+
+const TransitionSchema = z
+  .object({
+    kind: z.enum(["enter", "leave", "update", "abandon"]),
+    at: z.string().openapi({ format: "date-time" }),
+    key: z.string(),
+    revision: z.string().nullable(),
+    from_mode: ModeSchema,
+    mode: ModeSchema,
+    reason: z.string().nullable(),
+    drained: z.boolean(),
+    drain_ms: z.number().int(),
+    ms: z.number().int(),
+  })
+  .openapi("MaintenanceTransition");
 
 /** Maintenance as `/health` and `/stats` describe it. */
 export const MaintenanceStatusSchema = z
   .object({
     enabled: z.boolean(),
+    mode: ModeSchema,
     phase: z.enum(["serving", "entering", "maintenance", "leaving"]),
     reason: z.string().nullable(),
     since: z.string().nullable().openapi({ format: "date-time" }),
     retry_after_seconds: z.number().int().nullable(),
-    key: z.string(),
+    key: z.string().openapi({ description: "The key that caused the current state." }),
     revision: z.string().nullable(),
+    upcoming_window: WindowSchema,
     source: SourceStatusSchema,
+    keys: z.array(KeyStatusSchema),
     rejected: RejectedSchema,
+    transitions: z
+      .array(TransitionSchema)
+      .openapi({ description: "The latest transitions, newest first (at most 20)." }),
   })
   .openapi("MaintenanceStatus");
 
@@ -43,9 +85,12 @@ export const HealthSchema = z
   .object({
     status: z.enum(["healthy", "unhealthy", "maintenance"]),
     maintenance: z.boolean(),
+    mode: ModeSchema,
+    key: z.string().openapi({ description: "The maintenance key that caused the current state." }),
     reason: z.string().nullable().openapi({ description: "Why maintenance is on." }),
     since: z.string().nullable().openapi({ format: "date-time", description: "When maintenance began." }),
     retry_after_seconds: z.number().int().nullable(),
+    upcoming_window: WindowSchema,
     rejected: RejectedSchema,
     checks: z.object({
       database: CheckSchema,
@@ -64,6 +109,7 @@ export const StatsSchema = z
     database: z.object({
       generation: z.number().int(),
       max: z.number().int().openapi({ description: "Configured pool size of the client in use." }),
+      read_only: z.boolean().openapi({ description: "Whether the client's sessions refuse writes (read-only mode)." }),
       application_name: z.string(),
       open_connections: z.number().int().nullable().openapi({
         description: "Connections this process holds, as pg_stat_activity sees them (null when unreachable).",

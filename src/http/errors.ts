@@ -1,6 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DatabaseUnavailableError } from "../db/errors.ts";
+import { DatabaseReadOnlyError, DatabaseUnavailableError } from "../db/errors.ts";
 import { describeError, type Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { HttpProblem, problemResponse } from "./problem.ts";
@@ -36,6 +36,12 @@ function toProblem(error: unknown, c: Context<AppEnv>, logger: Logger): HttpProb
         headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
       },
     );
+  }
+  if (error instanceof DatabaseReadOnlyError) {
+    logger.warn("db.write_refused_read_only", { request_id: c.get("requestId"), path: c.req.path });
+    return new HttpProblem(503, "read-only", "Service Unavailable", "The service is read-only during maintenance.", {
+      headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
+    });
   }
   if (error instanceof HTTPException) return fromHttpException(error);
   logger.error("http.unhandled_error", {

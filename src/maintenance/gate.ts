@@ -1,25 +1,59 @@
 import type { MiddlewareHandler } from "hono";
 import { HttpProblem } from "../http/problem.ts";
+import { secretMatcher } from "../http/secret.ts";
 import { sleep } from "../util/sleep.ts";
+import type { Mode } from "./value.ts";
 
-/** Why the gate is closed, as clients are told. */
-export interface ClosedReason {
+/** What the gate lets through, and what it tells those it refuses. */
+export interface GateSetting {
+  /** `off`: everything; `read-only`: GET and HEAD; `full`: nothing. */
+  mode: Mode;
+  /** The 503's `detail`. */
   detail: string;
   retryAfterSeconds: number;
+  /** When set (epoch ms), Retry-After counts down to this instant instead (the end of a window). */
+  retryUntil: number | null;
 }
+
+/** Header an operator sends to pass a closed gate. */
+export const BYPASS_HEADER = "X-Maintenance-Bypass";
+/** Header on responses served through the bypass. */
+export const BYPASSED_HEADER = "X-Maintenance-Bypassed";
+/** Header announcing an upcoming maintenance window. */
+export const WINDOW_HEADER = "Maintenance-Window";
+
+const OPEN: GateSetting = { mode: "off", detail: "", retryAfterSeconds: 0, retryUntil: null };
+const READS = new Set(["GET", "HEAD"]);
 
 /**
  * Admits or refuses requests to the routes it guards, and counts the admitted
  * ones still running so a drain can wait for them. The hot path reads one
- * field: no I/O per request.
+ * field: no I/O per request. An operator holding the bypass token passes.
  */
 export class Gate {
-  private closedWith: ClosedReason | undefined;
+  private setting: GateSetting = OPEN;
+  private window: string | null = null;
   private running = 0;
+  private refused = 0;
+  private readonly bypass: ((given: string) => boolean) | null;
 
-  /** Whether new requests are refused. */
+  constructor(bypassToken: string | null = null) {
+    this.bypass = bypassToken === null ? null : secretMatcher(bypassToken);
+  }
+
+  /** The mode the gate enforces now. */
+  get mode(): Mode {
+    return this.setting.mode;
+  }
+
+  /** Whether some requests are refused (maintenance is on). */
   get closed(): boolean {
-    return this.closedWith !== undefined;
+    return this.setting.mode !== "off";
+  }
+
+  /** The detail and Retry-After of refusals now. */
+  get current(): GateSetting {
+    return this.setting;
   }
 
   /** Admitted requests that have not finished. */
@@ -27,19 +61,24 @@ export class Gate {
     return this.running;
   }
 
-  /** Refuse new requests with 503 and `reason` (replaces an earlier reason). */
-  close(reason: ClosedReason): void {
-    this.closedWith = reason;
+  /** Requests answered 503 by the gate since start. */
+  get refusedTotal(): number {
+    return this.refused;
   }
 
-  /** Admit requests again. */
-  open(): void {
-    this.closedWith = undefined;
+  /** Enforces `setting` from the next request on. */
+  set(setting: GateSetting): void {
+    this.setting = setting.mode === "off" ? OPEN : setting;
+  }
+
+  /** Announces an upcoming window on every response (`<start>/<end>`, ISO 8601), or stops announcing. */
+  announce(window: string | null): void {
+    this.window = window;
   }
 
   /**
-   * Waits until no admitted request is running, or `timeoutMs` passes.
-   * Returns true when drained.
+   * Waits until no admitted request is running, or `timeoutMs` passes, or
+   * `signal` aborts. Returns true when drained.
    */
   async drain(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
@@ -49,19 +88,34 @@ export class Gate {
 
   /** Middleware for the guarded routes. */
   middleware(): MiddlewareHandler {
-    return async (_c, next) => {
-      const reason = this.closedWith;
-      if (reason) {
-        throw new HttpProblem(503, "maintenance", "Service Unavailable", reason.detail, {
-          headers: { "Retry-After": String(reason.retryAfterSeconds) },
-        });
+    return async (c, next) => {
+      const setting = this.setting;
+      if (setting.mode !== "off" && (setting.mode === "full" || !READS.has(c.req.method))) {
+        const given = c.req.header(BYPASS_HEADER);
+        if (given === undefined || this.bypass === null || !this.bypass(given)) {
+          this.refused++;
+          throw new HttpProblem(503, "maintenance", "Service Unavailable", setting.detail, {
+            headers: {
+              "Retry-After": String(retryAfter(setting)),
+              ...(this.window && { [WINDOW_HEADER]: this.window }),
+            },
+          });
+        }
+        c.header(BYPASSED_HEADER, "true");
       }
       this.running++;
       try {
         await next();
       } finally {
         this.running--;
+        if (this.window) c.header(WINDOW_HEADER, this.window);
       }
     };
   }
+}
+
+/** Seconds a refused client should wait: until the window's end when known, never negative. */
+export function retryAfter(setting: GateSetting): number {
+  if (setting.retryUntil === null) return setting.retryAfterSeconds;
+  return Math.max(0, Math.ceil((setting.retryUntil - Date.now()) / 1000));
 }

@@ -1,92 +1,124 @@
-import type { DbHolder } from "../db/db-holder.ts";
+import type { DbHolder, PoolShape } from "../db/db-holder.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
-import type { Gate } from "./gate.ts";
+import { type Gate, type GateSetting, retryAfter } from "./gate.ts";
 import type { MaintenanceSource, Observation } from "./source.ts";
-import type { MaintenanceStatus, MaintenanceStatusProvider, RejectedValue } from "./status.ts";
-import { type MaintenanceRequest, parseMaintenanceValue } from "./value.ts";
+import type {
+  KeyStatus,
+  MaintenanceStatus,
+  MaintenanceStatusProvider,
+  RejectedValue,
+  TransitionRecord,
+} from "./status.ts";
+import { type MaintenanceRequest, type Mode, modeAt, modeRank, parseMaintenanceValue, sameRequest } from "./value.ts";
 
 /** Settings of the {@link MaintenanceManager}. */
 export interface ManagerSettings {
-  key: string;
   poolMax: number;
   maintenancePoolMax: number;
   drainTimeoutMs: number;
   retryAfterSeconds: number;
-  /** `closed`: start in maintenance until the source first answers. */
+  /** `closed`: start in maintenance until the first key answers. */
   startPolicy: "open" | "closed";
 }
 
+/** A maintenance key and where its values come from; the first one given is the service's own key. */
+export interface KeySource {
+  key: string;
+  source: MaintenanceSource;
+}
+
 /** The pool part of the manager's participants; a DbHolder in the service. */
-export type PoolResizer = Pick<DbHolder, "reconnect" | "max">;
+export type PoolResizer = Pick<DbHolder, "reconnect" | "shape">;
 
 /** Status, plus a way to wait until a written revision has been seen. */
 export interface MaintenanceObserver extends MaintenanceStatusProvider {
-  observed(revision: number, timeoutMs: number): Promise<boolean>;
+  /** Waits (up to `timeoutMs`) until `key` was read at or after `revision`; true if it was. */
+  observed(key: string, revision: number, timeoutMs: number): Promise<boolean>;
 }
 
-/** The state the manager has brought the participants to. */
-interface Applied {
-  enabled: boolean;
-  reason: string | null;
-  retryAfterSeconds: number;
+/** What the manager knows of one key. */
+interface KeyState {
+  key: string;
+  source: MaintenanceSource;
+  /** The key's latest understood request; null before the first reading. */
+  request: MaintenanceRequest | null;
+  /** Revision of the value behind `request`. */
+  revision: number | null;
+  /** The latest revision read, understood or not. */
+  observedThrough: number;
 }
 
-const DEFAULT_DETAIL = "The service is in maintenance. Please retry later.";
+/** The request in force and the key it comes from. */
+interface Effective {
+  mode: Mode;
+  request: MaintenanceRequest | null;
+  key: KeyState | null;
+}
+
+const DEFAULT_DETAIL: Record<Exclude<Mode, "off">, string> = {
+  full: "The service is in maintenance. Please retry later.",
+  "read-only": "The service is read-only during maintenance. Reads are served; please retry writes later.",
+};
 const START_CLOSED_REASON = "Maintenance state is not known yet: waiting for etcd.";
 const LONGEST_LOGGED_VALUE = 200;
+const HISTORY = 20;
+/** setTimeout's longest delay; later window boundaries are re-checked then. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * The one writer of maintenance state. It turns readings of the key into
- * transitions of the participants, one transition at a time:
- * - entering: close the gate (new requests get 503 at once), wait for admitted
- *   requests to finish (up to the drain timeout), then reconnect the pool with
- *   the maintenance `max`;
- * - leaving: reconnect the pool with the normal `max`, then open the gate.
- * Readings that arrive during a transition only update the desired state; the
- * loop then moves to the latest one, so bursts of toggles coalesce and the
- * final value wins.
+ * The one writer of maintenance state. It reads the service's key and the
+ * fleet key, takes the most restrictive request in force (full > read-only >
+ * off, each within its window), and moves the participants there, one step at
+ * a time, never two transitions at once:
+ * - closing more (off → read-only → full): set the gate first (refused requests
+ *   get 503 at once), wait for admitted requests to finish (up to the drain
+ *   timeout), then reconnect the pool with the maintenance shape;
+ * - opening (full → read-only → off): reconnect the pool first, then the gate.
+ * Readings that arrive meanwhile only change what is desired; the loop then
+ * heads for the latest, so bursts of toggles coalesce and the final value wins.
+ * Window starts and ends apply on this instance's clock, without further writes.
  */
 export class MaintenanceManager implements MaintenanceObserver {
-  private desired: MaintenanceRequest = { enabled: false };
-  private applied: Applied;
+  private readonly keys: KeyState[];
   private phase: MaintenanceStatus["phase"] = "serving";
   private since: Date | null = null;
-  private revision: number | null = null;
   private rejected: RejectedValue | null = null;
-  /** Revision of the latest reading, understood or not. */
-  private lastObserved: number | null = null;
+  private readonly history: TransitionRecord[] = [];
+  private readonly counts: Record<TransitionRecord["kind"], number> = { enter: 0, leave: 0, update: 0, abandon: 0 };
+  /** Whether the last transition finished with every admitted request and old query done in time. */
+  private drained = true;
   private loop: Promise<void> | undefined;
   /** Aborted when the desired state changes or the manager closes: cuts a drain short. */
   private interrupt = new AbortController();
+  private boundaryTimer: ReturnType<typeof setTimeout> | undefined;
+  private startClosed: boolean;
   private closed = false;
 
   constructor(
     private readonly settings: ManagerSettings,
     private readonly gate: Gate,
     private readonly pool: PoolResizer,
-    private readonly source: MaintenanceSource,
+    sources: KeySource[],
     private readonly logger: Logger,
   ) {
-    this.applied = { enabled: false, reason: null, retryAfterSeconds: settings.retryAfterSeconds };
+    if (sources.length === 0) throw new Error("at least one maintenance key is required");
+    this.keys = sources.map(({ key, source }) => ({ key, source, request: null, revision: null, observedThrough: -1 }));
+    this.startClosed = settings.startPolicy === "closed";
   }
 
-  /** Starts following the source (closing the gate first under the `closed` start policy). */
+  /** Starts following the keys (closing the gate first under the `closed` start policy). */
   start(): void {
-    if (this.settings.startPolicy === "closed") {
-      this.desired = { enabled: true, reason: START_CLOSED_REASON, retryAfterSeconds: null };
-      this.closeGate(START_CLOSED_REASON, this.settings.retryAfterSeconds);
-      this.applied = { enabled: true, reason: START_CLOSED_REASON, retryAfterSeconds: this.settings.retryAfterSeconds };
-      this.phase = "maintenance";
-      this.since = new Date();
-    }
-    this.source.start((observation) => this.observe(observation));
+    if (this.startClosed) this.kick();
+    for (const state of this.keys) state.source.start((observation) => this.observe(state, observation));
   }
 
-  /** Waits (up to `timeoutMs`) until a reading at or after `revision` was taken; true if it was. */
-  async observed(revision: number, timeoutMs: number): Promise<boolean> {
+  /** Waits (up to `timeoutMs`) until `key` was read at or after `revision`; true if it was. */
+  async observed(key: string, revision: number, timeoutMs: number): Promise<boolean> {
+    const state = this.keys.find((k) => k.key === key);
+    if (!state) return false;
     const deadline = Date.now() + timeoutMs;
-    while ((this.lastObserved ?? -1) < revision) {
+    while (state.observedThrough < revision) {
       if (Date.now() >= deadline) return false;
       await sleep(5);
     }
@@ -98,149 +130,238 @@ export class MaintenanceManager implements MaintenanceObserver {
     while (this.loop) await this.loop;
   }
 
-  /** Stops following the source and waits for a running transition to end (its drain is cut short). */
+  /** Whether the state has settled and the last transition drained in time. */
+  get stableAndDrained(): boolean {
+    return this.loop === undefined && this.drained;
+  }
+
+  /** Transitions since start, by kind. */
+  get transitionCounts(): Readonly<Record<TransitionRecord["kind"], number>> {
+    return this.counts;
+  }
+
+  /** Stops following the keys and waits for a running transition to end (its drain is cut short). */
   async close(): Promise<void> {
     this.closed = true;
     this.interrupt.abort();
-    await this.source.close();
+    clearTimeout(this.boundaryTimer);
+    await Promise.all(this.keys.map((k) => k.source.close()));
     await this.settled();
   }
 
   status(): MaintenanceStatus {
+    const gate = this.gate.current;
+    const effective = this.effective(Date.now());
+    const cause = this.gate.closed ? (effective.key ?? this.keys[0]) : this.keys[0];
+    const upcoming = this.upcomingWindow(Date.now());
     return {
       enabled: this.gate.closed,
+      mode: this.gate.mode,
       phase: this.phase,
-      reason: this.gate.closed ? this.applied.reason : null,
+      reason: this.gate.closed ? (effective.request?.reason ?? (this.startClosed ? START_CLOSED_REASON : null)) : null,
       since: this.gate.closed && this.since ? this.since.toISOString() : null,
-      retry_after_seconds: this.gate.closed ? this.applied.retryAfterSeconds : null,
-      key: this.settings.key,
-      revision: this.revision === null ? null : String(this.revision),
-      source: this.source.status(),
+      retry_after_seconds: this.gate.closed ? retryAfter(gate) : null,
+      key: cause?.key ?? "",
+      revision: cause?.revision === null || cause?.revision === undefined ? null : String(cause.revision),
+      upcoming_window: upcoming && {
+        start: upcoming.start?.toISOString() ?? null,
+        end: upcoming.end?.toISOString() ?? null,
+      },
+      source: (this.keys[0] as KeyState).source.status(),
+      keys: this.keys.map((k) => this.keyStatus(k)),
       rejected: this.rejected,
+      transitions: [...this.history],
     };
   }
 
-  /** Takes one reading of the key. */
-  private observe({ value, revision }: Observation): void {
-    this.lastObserved = revision;
+  /** Takes one reading of a key. */
+  private observe(state: KeyState, { value, revision }: Observation): void {
+    state.observedThrough = Math.max(state.observedThrough, revision);
     const parsed = parseMaintenanceValue(value);
     if (!parsed.ok) {
       const shown = value === null ? "" : value.slice(0, LONGEST_LOGGED_VALUE);
-      this.rejected = { value: shown, revision: String(revision), at: new Date().toISOString() };
+      this.rejected = { key: state.key, value: shown, revision: String(revision), at: new Date().toISOString() };
       this.logger.warn("maintenance.value_rejected", {
-        key: this.settings.key,
+        key: state.key,
         revision,
         value: shown,
         problem: parsed.problem,
-        kept_enabled: this.desired.enabled,
+        kept_mode: this.gate.mode,
       });
       return;
     }
-    this.rejected = null;
-    this.revision = revision;
-    if (sameRequest(parsed.request, this.desired)) return;
-    this.desired = parsed.request;
+    if (this.rejected?.key === state.key) this.rejected = null;
+    const first = this.startClosed;
+    this.startClosed = false;
+    state.revision = revision;
+    if (!first && state.request && sameRequest(parsed.request, state.request)) return;
+    state.request = parsed.request;
+    this.kick();
+  }
+
+  /** The desired state may have changed: (re)start the loop and re-arm the window timer. */
+  private kick(): void {
     this.interrupt.abort();
     this.interrupt = new AbortController();
+    this.armBoundaryTimer();
     // Cleared in a later microtask, never inside run(): run() may finish synchronously.
     this.loop ??= this.run().finally(() => {
       this.loop = undefined;
     });
   }
 
-  /** Applies the desired state until the applied one matches it. */
+  /** The most restrictive request in force at `now` (ties go to the service's own key). */
+  private effective(now: number): Effective {
+    if (this.startClosed) {
+      const request = { mode: "full" as const, reason: null, retryAfterSeconds: null, start: null, end: null };
+      return { mode: "full", request, key: null };
+    }
+    let best: Effective = { mode: "off", request: null, key: null };
+    for (const state of this.keys) {
+      if (!state.request) continue;
+      const mode = modeAt(state.request, now);
+      if (modeRank[mode] > modeRank[best.mode]) best = { mode, request: state.request, key: state };
+    }
+    return best;
+  }
+
+  private gateSettingFor(effective: Effective): GateSetting {
+    if (effective.mode === "off") return { mode: "off", detail: "", retryAfterSeconds: 0, retryUntil: null };
+    const request = effective.request;
+    return {
+      mode: effective.mode,
+      detail: request?.reason ?? (this.startClosed ? START_CLOSED_REASON : DEFAULT_DETAIL[effective.mode]),
+      retryAfterSeconds: request?.retryAfterSeconds ?? this.settings.retryAfterSeconds,
+      retryUntil: request?.end?.getTime() ?? null,
+    };
+  }
+
+  private shapeFor(mode: Mode): PoolShape {
+    if (mode === "off") return { max: this.settings.poolMax, readOnly: false };
+    return { max: this.settings.maintenancePoolMax, readOnly: mode === "read-only" };
+  }
+
+  /** Moves gate and pool, one step at a time, toward the desired state until they match it. */
   private async run(): Promise<void> {
+    const started = performance.now();
+    const fromMode = this.gate.mode;
+    const fromSetting = this.gate.current;
+    let drained = true;
+    let drainMs = 0;
+    let steps = 0;
     try {
-      while (!this.closed) {
-        const target = this.desired;
-        if (target.enabled) {
-          const reason = target.reason;
-          const retryAfterSeconds = target.retryAfterSeconds ?? this.settings.retryAfterSeconds;
-          if (
-            this.applied.enabled &&
-            this.applied.reason === reason &&
-            this.applied.retryAfterSeconds === retryAfterSeconds
-          ) {
-            break;
+      for (; !this.closed; steps++) {
+        const effective = this.effective(Date.now());
+        const setting = this.gateSettingFor(effective);
+        const want = modeRank[effective.mode];
+        const have = modeRank[this.gate.mode];
+        if (want > have || (want === have && want > 0 && !sameSetting(this.gate.current, setting))) {
+          if (have === 0) this.since = new Date();
+          this.gate.set(setting);
+          if (want > have) {
+            this.phase = "entering";
+            const drainStarted = performance.now();
+            drained = (await this.gate.drain(this.remaining(started), this.interrupt.signal)) && drained;
+            drainMs += performance.now() - drainStarted;
           }
-          if (this.applied.enabled) this.update(reason, retryAfterSeconds);
-          else await this.enter(reason, retryAfterSeconds);
-        } else {
-          if (!this.applied.enabled) break;
-          await this.leave();
+          continue;
         }
+        const shape = this.shapeFor(effective.mode);
+        if (!sameShape(this.pool.shape, shape)) {
+          this.phase = want > 0 ? "entering" : "leaving";
+          drained = (await this.pool.reconnect(shape, this.remaining(started))) && drained;
+          continue;
+        }
+        if (want < have) {
+          this.gate.set(setting);
+          if (want === 0) this.since = null;
+          continue;
+        }
+        break;
       }
     } catch (error) {
+      drained = false;
       this.logger.error("maintenance.transition_failed", { error: String(error) });
     }
+    this.phase = this.gate.closed ? "maintenance" : "serving";
+    if (steps === 0) return;
+    this.drained = drained;
+    this.record(fromMode, fromSetting, started, drained, drainMs);
   }
 
-  private async enter(reason: string | null, retryAfterSeconds: number): Promise<void> {
-    const started = performance.now();
-    this.phase = "entering";
-    this.since = new Date();
-    this.closeGate(reason ?? DEFAULT_DETAIL, retryAfterSeconds);
-    this.applied = { enabled: true, reason, retryAfterSeconds };
-    this.logger.info("maintenance.entering", { key: this.settings.key, revision: this.revision, reason });
-    const drained = await this.gate.drain(this.settings.drainTimeoutMs, this.interrupt.signal);
-    if (!this.desired.enabled && !this.closed) {
-      // Turned off again while draining: the pool was never shrunk, so just reopen.
-      this.gate.open();
-      this.applied = { enabled: false, reason: null, retryAfterSeconds: this.settings.retryAfterSeconds };
-      this.phase = "serving";
-      this.logger.info("maintenance.enter_abandoned", { key: this.settings.key, revision: this.revision });
-      return;
-    }
-    await this.resizePool(this.settings.maintenancePoolMax, this.remainingDrain(started));
-    this.phase = "maintenance";
-    this.logger.info("maintenance.entered", {
-      key: this.settings.key,
-      revision: this.revision,
-      reason,
+  /** Logs and keeps one line per transition: key, revision, mode, reason, drain time. */
+  private record(fromMode: Mode, fromSetting: GateSetting, started: number, drained: boolean, drainMs: number): void {
+    const toMode = this.gate.mode;
+    const kind: TransitionRecord["kind"] =
+      fromMode === "off" ? (toMode === "off" ? "abandon" : "enter") : toMode === "off" ? "leave" : "update";
+    if (kind === "update" && fromMode === toMode && sameSetting(fromSetting, this.gate.current)) return;
+    const effective = this.effective(Date.now());
+    const cause = effective.key ?? this.keys[0];
+    const entry: TransitionRecord = {
+      kind,
+      at: new Date().toISOString(),
+      key: cause?.key ?? "",
+      revision: cause?.revision === null || cause?.revision === undefined ? null : String(cause.revision),
+      from_mode: fromMode,
+      mode: toMode,
+      reason: effective.request?.reason ?? null,
       drained,
-      pool_max: this.settings.maintenancePoolMax,
+      drain_ms: Math.round(drainMs),
       ms: Math.round(performance.now() - started),
-    });
+    };
+    this.counts[kind]++;
+    this.history.unshift(entry);
+    this.history.length = Math.min(this.history.length, HISTORY);
+    this.logger.info("maintenance.transition", { ...entry });
   }
 
-  private async leave(): Promise<void> {
-    const started = performance.now();
-    this.phase = "leaving";
-    this.logger.info("maintenance.leaving", { key: this.settings.key, revision: this.revision });
-    await this.resizePool(this.settings.poolMax, this.settings.drainTimeoutMs);
-    this.gate.open();
-    this.applied = { enabled: false, reason: null, retryAfterSeconds: this.settings.retryAfterSeconds };
-    this.phase = "serving";
-    this.since = null;
-    this.logger.info("maintenance.left", {
-      key: this.settings.key,
-      revision: this.revision,
-      pool_max: this.settings.poolMax,
-      ms: Math.round(performance.now() - started),
-    });
+  /** The nearest window not yet begun, for the Maintenance-Window header. */
+  private upcomingWindow(now: number): MaintenanceRequest | null {
+    let next: MaintenanceRequest | null = null;
+    for (const { request } of this.keys) {
+      if (!request?.start || request.mode === "off" || request.start.getTime() <= now) continue;
+      if (!next?.start || request.start < next.start) next = request;
+    }
+    return next;
   }
 
-  /** Already in maintenance: only the reason or Retry-After changed. */
-  private update(reason: string | null, retryAfterSeconds: number): void {
-    this.closeGate(reason ?? DEFAULT_DETAIL, retryAfterSeconds);
-    this.applied = { enabled: true, reason, retryAfterSeconds };
-    this.logger.info("maintenance.updated", { key: this.settings.key, revision: this.revision, reason });
+  /** Wakes the loop at the next window start or end, so windows apply without further writes. */
+  private armBoundaryTimer(): void {
+    clearTimeout(this.boundaryTimer);
+    const now = Date.now();
+    const upcoming = this.upcomingWindow(now);
+    this.gate.announce(upcoming ? `${upcoming.start?.toISOString()}/${upcoming.end?.toISOString() ?? ".."}` : null);
+    const boundaries = this.keys
+      .flatMap(({ request }) => [request?.start?.getTime(), request?.end?.getTime()])
+      .filter((t): t is number => t !== undefined && t > now);
+    if (boundaries.length === 0 || this.closed) return;
+    const delay = Math.min(LONGEST_TIMER_MS, Math.min(...boundaries) - now + 1);
+    this.boundaryTimer = setTimeout(() => this.kick(), delay);
   }
 
-  private async resizePool(max: number, drainTimeoutMs: number): Promise<void> {
-    if (this.pool.max !== max) await this.pool.reconnect(max, drainTimeoutMs);
+  private keyStatus(state: KeyState): KeyStatus {
+    return {
+      key: state.key,
+      mode: state.request ? modeAt(state.request, Date.now()) : null,
+      revision: state.revision === null ? null : String(state.revision),
+      source: state.source.status(),
+    };
   }
 
-  private closeGate(detail: string, retryAfterSeconds: number): void {
-    this.gate.close({ detail, retryAfterSeconds });
-  }
-
-  private remainingDrain(startedAt: number): number {
+  private remaining(startedAt: number): number {
     return Math.max(0, this.settings.drainTimeoutMs - (performance.now() - startedAt));
   }
 }
 
-function sameRequest(a: MaintenanceRequest, b: MaintenanceRequest): boolean {
-  if (!a.enabled || !b.enabled) return a.enabled === b.enabled;
-  return a.reason === b.reason && a.retryAfterSeconds === b.retryAfterSeconds;
+function sameSetting(a: GateSetting, b: GateSetting): boolean {
+  return (
+    a.mode === b.mode &&
+    a.detail === b.detail &&
+    a.retryAfterSeconds === b.retryAfterSeconds &&
+    a.retryUntil === b.retryUntil
+  );
+}
+
+function sameShape(a: PoolShape, b: PoolShape): boolean {
+  return a.max === b.max && a.readOnly === b.readOnly;
 }

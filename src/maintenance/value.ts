@@ -1,9 +1,20 @@
 import * as v from "valibot";
 
-/** What one value of the maintenance key asks for. */
-export type MaintenanceRequest =
-  | { enabled: true; reason: string | null; retryAfterSeconds: number | null }
-  | { enabled: false };
+/** How much of the API a maintenance value closes, least to most. */
+export type Mode = "off" | "read-only" | "full";
+
+/** Ranks modes by how much they close: off < read-only < full. */
+export const modeRank: Record<Mode, number> = { off: 0, "read-only": 1, full: 2 };
+
+/** What one value of a maintenance key asks for. */
+export interface MaintenanceRequest {
+  mode: Mode;
+  reason: string | null;
+  retryAfterSeconds: number | null;
+  /** The request applies from `start` (inclusive) to `end` (exclusive); null means unbounded. */
+  start: Date | null;
+  end: Date | null;
+}
 
 /** The outcome of reading one value: a request, or why it was not understood. */
 export type ParsedValue = { ok: true; request: MaintenanceRequest } | { ok: false; problem: string };
@@ -11,36 +22,63 @@ export type ParsedValue = { ok: true; request: MaintenanceRequest } | { ok: fals
 const ON = new Set(["true", "1", "yes", "on", "enabled", "maintenance"]);
 const OFF = new Set(["false", "0", "no", "off", "disabled", ""]);
 
-/** The JSON form: `{"enabled":true,"reason":"disk upgrade","retry_after":120}`. */
-const JsonValueSchema = v.strictObject(
-  {
-    enabled: v.boolean("enabled must be true or false"),
-    reason: v.optional(v.pipe(v.string("reason must be a string"), v.trim(), v.maxLength(500, "reason is too long"))),
-    retry_after: v.optional(
-      v.pipe(
-        v.number("retry_after must be a number"),
-        v.integer("retry_after must be whole seconds"),
-        v.minValue(0, "retry_after must not be negative"),
-        v.maxValue(86_400 * 7, "retry_after must be at most a week"),
-      ),
+const timestamp = (name: string) =>
+  v.optional(
+    v.pipe(
+      v.string(`${name} must be an RFC 3339 timestamp`),
+      v.isoTimestamp(`${name} must be an RFC 3339 timestamp`),
+      v.transform((value) => new Date(value)),
     ),
-  },
-  "must be an object of enabled, reason and retry_after only",
-);
-
-const OFF_REQUEST: MaintenanceRequest = { enabled: false };
+  );
 
 /**
- * Reads a value of the maintenance key. `null` means the key does not exist
+ * The JSON form: `{"mode":"full"|"read-only"|"off","reason":"…","retry_after":120,"start":"…","end":"…"}`,
+ * where `"enabled":true` is a synonym of `"mode":"full"` (and `false` of `"off"`).
+ */
+const JsonValueSchema = v.pipe(
+  v.strictObject(
+    {
+      enabled: v.optional(v.boolean("enabled must be true or false")),
+      mode: v.optional(v.picklist(["off", "read-only", "full"], "mode must be full, read-only or off")),
+      reason: v.optional(v.pipe(v.string("reason must be a string"), v.trim(), v.maxLength(500, "reason is too long"))),
+      retry_after: v.optional(
+        v.pipe(
+          v.number("retry_after must be a number"),
+          v.integer("retry_after must be whole seconds"),
+          v.minValue(0, "retry_after must not be negative"),
+          v.maxValue(86_400 * 7, "retry_after must be at most a week"),
+        ),
+      ),
+      start: timestamp("start"),
+      end: timestamp("end"),
+    },
+    "must be an object of mode (or enabled), reason, retry_after, start and end only",
+  ),
+  v.check((value) => value.enabled !== undefined || value.mode !== undefined, "enabled or mode is required"),
+  v.check(
+    (value) => value.enabled === undefined || value.mode === undefined || value.enabled === (value.mode !== "off"),
+    "enabled and mode contradict each other",
+  ),
+  v.check((value) => !value.start || !value.end || value.start < value.end, "start must be before end"),
+);
+
+const request = (mode: Mode, fields: Partial<MaintenanceRequest> = {}): ParsedValue => ({
+  ok: true,
+  request: { mode, reason: null, retryAfterSeconds: null, start: null, end: null, ...fields },
+});
+
+/**
+ * Reads a value of a maintenance key. `null` means the key does not exist
  * (never written, deleted, or its lease expired): off. Words are trimmed and
- * compared ignoring case; a JSON object is validated strictly. Anything else is
- * not understood, and the caller keeps its current state.
+ * compared ignoring case (`true` means full maintenance); a JSON object is
+ * validated strictly. Anything else is not understood, and the caller keeps
+ * its current state.
  */
 export function parseMaintenanceValue(raw: string | null): ParsedValue {
-  if (raw === null) return { ok: true, request: OFF_REQUEST };
+  if (raw === null) return request("off");
   const word = raw.trim().toLowerCase();
-  if (ON.has(word)) return { ok: true, request: { enabled: true, reason: null, retryAfterSeconds: null } };
-  if (OFF.has(word)) return { ok: true, request: OFF_REQUEST };
+  if (ON.has(word)) return request("full");
+  if (OFF.has(word)) return request("off");
   if (!word.startsWith("{")) return { ok: false, problem: "not a known word or a JSON object" };
   let json: unknown;
   try {
@@ -50,10 +88,31 @@ export function parseMaintenanceValue(raw: string | null): ParsedValue {
   }
   const result = v.safeParse(JsonValueSchema, json);
   if (!result.success) return { ok: false, problem: result.issues.map((issue) => issue.message).join("; ") };
-  const { enabled, reason, retry_after } = result.output;
-  if (!enabled) return { ok: true, request: OFF_REQUEST };
-  return {
-    ok: true,
-    request: { enabled: true, reason: reason ? reason : null, retryAfterSeconds: retry_after ?? null },
-  };
+  const { enabled, mode, reason, retry_after, start, end } = result.output;
+  const resolved: Mode = mode ?? (enabled ? "full" : "off");
+  if (resolved === "off") return request("off");
+  return request(resolved, {
+    reason: reason ? reason : null,
+    retryAfterSeconds: retry_after ?? null,
+    start: start ?? null,
+    end: end ?? null,
+  });
+}
+
+/** The mode `request` imposes at time `now`: its own inside its window, off outside. */
+export function modeAt(request: MaintenanceRequest, now: number): Mode {
+  if (request.start && now < request.start.getTime()) return "off";
+  if (request.end && now >= request.end.getTime()) return "off";
+  return request.mode;
+}
+
+/** True when two requests ask for exactly the same thing. */
+export function sameRequest(a: MaintenanceRequest, b: MaintenanceRequest): boolean {
+  return (
+    a.mode === b.mode &&
+    a.reason === b.reason &&
+    a.retryAfterSeconds === b.retryAfterSeconds &&
+    a.start?.getTime() === b.start?.getTime() &&
+    a.end?.getTime() === b.end?.getTime()
+  );
 }

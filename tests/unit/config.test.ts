@@ -45,6 +45,8 @@ describe("loadConfig defaults", () => {
   test("maintenance, shutdown, idle timeout and log level take their documented defaults", () => {
     expect(config.maintenance).toEqual({
       key: "/maintenance/database-service",
+      globalKey: "/maintenance/global",
+      bypassToken: null,
       startPolicy: "open",
       drainTimeoutMs: 30_000,
       retryAfterSeconds: 60,

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Hono } from "hono";
+import type { PoolShape } from "../../src/db/db-holder.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { Gate } from "../../src/maintenance/gate.ts";
 import { MaintenanceManager, type ManagerSettings, type PoolResizer } from "../../src/maintenance/manager.ts";
@@ -27,7 +28,7 @@ class FakeSource implements MaintenanceSource {
 
 /** A pool that records reconnects, each taking `delayMs`, and notes whether any overlapped. */
 class FakePool implements PoolResizer {
-  max = 10;
+  shape = { max: 10, readOnly: false };
   calls: { max: number; gateClosed: boolean; inFlightAtCall: number }[] = [];
   overlapped = false;
   private busy = false;
@@ -35,18 +36,19 @@ class FakePool implements PoolResizer {
     private readonly gate: Gate,
     private readonly delayMs = 0,
   ) {}
-  async reconnect(max: number) {
+  async reconnect(shape: PoolShape) {
     if (this.busy) this.overlapped = true;
     this.busy = true;
-    this.calls.push({ max, gateClosed: this.gate.closed, inFlightAtCall: this.gate.inFlight });
+    this.calls.push({ max: shape.max, gateClosed: this.gate.closed, inFlightAtCall: this.gate.inFlight });
     await Bun.sleep(this.delayMs);
-    this.max = max;
+    this.shape = shape;
     this.busy = false;
+    return true;
   }
 }
 
+const KEY = "/maintenance/test";
 const settings: ManagerSettings = {
-  key: "/maintenance/test",
   poolMax: 10,
   maintenancePoolMax: 1,
   drainTimeoutMs: 2000,
@@ -58,7 +60,13 @@ function setup(overrides: Partial<ManagerSettings> = {}, poolDelayMs = 0) {
   const gate = new Gate();
   const pool = new FakePool(gate, poolDelayMs);
   const source = new FakeSource();
-  const manager = new MaintenanceManager({ ...settings, ...overrides }, gate, pool, source, silentLogger);
+  const manager = new MaintenanceManager(
+    { ...settings, ...overrides },
+    gate,
+    pool,
+    [{ key: KEY, source }],
+    silentLogger,
+  );
   manager.start();
   // An app whose one route runs until the test releases it.
   const releases: (() => void)[] = [];
@@ -133,7 +141,7 @@ describe("MaintenanceManager", () => {
     expect(pool.calls.length).toBeGreaterThan(1);
     expect(pool.calls.length).toBeLessThan(25);
     expect(gate.closed).toBe(true);
-    expect(pool.max).toBe(1);
+    expect(pool.shape.max).toBe(1);
     expect(manager.status().revision).toBe("51");
   });
 

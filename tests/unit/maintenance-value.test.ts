@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { type ParsedValue, parseMaintenanceValue } from "../../src/maintenance/value.ts";
 
-const on: ParsedValue = { ok: true, request: { enabled: true, reason: null, retryAfterSeconds: null } };
-const off: ParsedValue = { ok: true, request: { enabled: false } };
+const none = { reason: null, retryAfterSeconds: null, start: null, end: null };
+const on: ParsedValue = { ok: true, request: { mode: "full", ...none } };
+const off: ParsedValue = { ok: true, request: { mode: "off", ...none } };
 
 describe("parseMaintenanceValue", () => {
   test.each(["true", "1", "yes", "on", "enabled", "maintenance", " TRUE ", "Yes\n", "MAINTENANCE"])(
@@ -21,7 +22,7 @@ describe("parseMaintenanceValue", () => {
   test("a JSON object carries reason and retry_after", () => {
     expect(parseMaintenanceValue('{"enabled":true,"reason":"disk upgrade","retry_after":120}')).toEqual({
       ok: true,
-      request: { enabled: true, reason: "disk upgrade", retryAfterSeconds: 120 },
+      request: { mode: "full", reason: "disk upgrade", retryAfterSeconds: 120, start: null, end: null },
     });
   });
 
