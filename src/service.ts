@@ -1,3 +1,5 @@
+import { hostname } from "node:os";
+import type { Etcd3 } from "etcd3";
 import { createApp } from "./app.ts";
 import type { Config, ServerConfig } from "./config.ts";
 import { DbHolder } from "./db/db-holder.ts";
@@ -5,10 +7,12 @@ import { migrateInBackground } from "./db/migrate.ts";
 import type { Logger } from "./logger.ts";
 import { createEtcdClient } from "./maintenance/etcd-client.ts";
 import { EtcdSource } from "./maintenance/etcd-source.ts";
+import { type Acknowledgement, FleetRegistration, instancesPrefix } from "./maintenance/fleet.ts";
 import { Gate } from "./maintenance/gate.ts";
 import { type KeySource, MaintenanceManager } from "./maintenance/manager.ts";
 import { MemorySource } from "./maintenance/memory-source.ts";
 import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
+import { VERSION } from "./version.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
 export interface Service {
@@ -28,6 +32,8 @@ export interface MaintenanceBackend {
   keys: KeySource[];
   /** Writes the service's own key. */
   writer: MaintenanceWriter;
+  /** The etcd client, where the fleet acknowledgements go; null for the in-process key. */
+  etcd: Etcd3 | null;
 }
 
 /** Replaceable parts, for tests. */
@@ -48,14 +54,51 @@ export function createBackend(config: Config, logger: Logger): MaintenanceBacken
   if (config.maintenanceSource === "memory") {
     // One process, no fleet: the in-process key stands alone.
     const memory = new MemorySource();
-    return { keys: [{ key, source: memory }], writer: memory };
+    return { keys: [{ key, source: memory }], writer: memory, etcd: null };
   }
   const client = createEtcdClient(config.etcd);
   const keys = [key, ...(globalKey === null ? [] : [globalKey])].map((k) => ({
     key: k,
     source: new EtcdSource(client, k, logger),
   }));
-  return { keys, writer: new EtcdWriter(client, key) };
+  return { keys, writer: new EtcdWriter(client, key), etcd: client };
+}
+
+/**
+ * Publishes this instance's acknowledgement under `<key>/instances/<host>-<id>`
+ * now and after every reading and transition step.
+ */
+function acknowledge(
+  client: Etcd3,
+  config: ServerConfig,
+  instanceId: string,
+  parts: { db: DbHolder; gate: Gate; maintenance: MaintenanceManager },
+  logger: Logger,
+): FleetRegistration {
+  const { db, gate, maintenance } = parts;
+  const { key, globalKey } = config.maintenance;
+  const instance = `${hostname().slice(0, 40)}-${instanceId}`;
+  const snapshot = async (): Promise<Acknowledgement> => {
+    const status = maintenance.status();
+    return {
+      instance,
+      mode: status.mode,
+      phase: status.phase,
+      revision: maintenance.observedThrough(key),
+      global_revision: globalKey === null ? null : maintenance.observedThrough(globalKey),
+      since: status.since,
+      drained: maintenance.stableAndDrained,
+      in_flight: gate.inFlight,
+      pool_max: db.shape.max,
+      open_connections: await db.openConnections().catch(() => null),
+      version: VERSION,
+      updated_at: new Date().toISOString(),
+    };
+  };
+  const registration = new FleetRegistration(client, `${instancesPrefix(key)}${instance}`, snapshot, logger);
+  maintenance.subscribe(() => registration.publish());
+  registration.publish();
+  return registration;
 }
 
 /**
@@ -65,11 +108,12 @@ export function createBackend(config: Config, logger: Logger): MaintenanceBacken
  */
 export function startService(config: ServerConfig, logger: Logger, options: ServiceOptions = {}): Service {
   const stopping = new AbortController();
+  const instanceId = options.instanceId ?? newInstanceId();
   const db = new DbHolder(config.database, {
     max: config.db.poolMax,
     connectTimeoutMs: config.db.connectTimeoutMs,
     idleTimeoutSeconds: config.db.idleTimeoutSeconds,
-    instanceId: options.instanceId ?? newInstanceId(),
+    instanceId,
     logger,
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
@@ -88,6 +132,7 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     backend.keys,
     logger,
   );
+  const fleet = backend.etcd && acknowledge(backend.etcd, config, instanceId, { db, gate, maintenance }, logger);
   maintenance.start();
   const admin =
     config.adminToken === null
@@ -102,6 +147,7 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     schemaApplied: schema.done,
     async stop() {
       stopping.abort();
+      await fleet?.close();
       await maintenance.close();
       await schema.done;
       await db.close(config.shutdownTimeoutMs);

@@ -94,6 +94,7 @@ export class MaintenanceManager implements MaintenanceObserver {
   private boundaryTimer: ReturnType<typeof setTimeout> | undefined;
   private startClosed: boolean;
   private closed = false;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(
     private readonly settings: ManagerSettings,
@@ -123,6 +124,16 @@ export class MaintenanceManager implements MaintenanceObserver {
       await sleep(5);
     }
     return true;
+  }
+
+  /** The revision through which `key` has been read (-1 before the first reading). */
+  observedThrough(key: string): number {
+    return this.keys.find((k) => k.key === key)?.observedThrough ?? -1;
+  }
+
+  /** Calls `listener` after every reading and every transition step, e.g. to publish an acknowledgement. */
+  subscribe(listener: () => void): void {
+    this.listeners.push(listener);
   }
 
   /** Resolves when no transition is running or pending. */
@@ -194,9 +205,15 @@ export class MaintenanceManager implements MaintenanceObserver {
     const first = this.startClosed;
     this.startClosed = false;
     state.revision = revision;
-    if (!first && state.request && sameRequest(parsed.request, state.request)) return;
-    state.request = parsed.request;
-    this.kick();
+    if (first || !state.request || !sameRequest(parsed.request, state.request)) {
+      state.request = parsed.request;
+      this.kick();
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const listener of this.listeners) listener();
   }
 
   /** The desired state may have changed: (re)start the loop and re-arm the window timer. */
@@ -258,6 +275,7 @@ export class MaintenanceManager implements MaintenanceObserver {
         if (want > have || (want === have && want > 0 && !sameSetting(this.gate.current, setting))) {
           if (have === 0) this.since = new Date();
           this.gate.set(setting);
+          this.notify();
           if (want > have) {
             this.phase = "entering";
             const drainStarted = performance.now();
@@ -287,6 +305,7 @@ export class MaintenanceManager implements MaintenanceObserver {
     if (steps === 0) return;
     this.drained = drained;
     this.record(fromMode, fromSetting, started, drained, drainMs);
+    this.notify();
   }
 
   /** Logs and keeps one line per transition: key, revision, mode, reason, drain time. */
