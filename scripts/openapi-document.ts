@@ -16,6 +16,7 @@ import { silentLogger } from "../src/logger.ts";
 import { Gate } from "../src/maintenance/gate.ts";
 import { MaintenanceManager } from "../src/maintenance/manager.ts";
 import { MemorySource } from "../src/maintenance/memory-source.ts";
+import { createMetrics } from "../src/metrics/metrics.ts";
 
 /** Absolute path of the committed document. */
 export const OPENAPI_DOCUMENT_PATH = fileURLToPath(new URL("../openapi/openapi.json", import.meta.url));
@@ -53,6 +54,7 @@ export function createInertApp() {
     maintenance,
     // Present so the document describes the admin API too.
     admin: { token: "openapi-document", key: config.maintenance.key, writer: memory, manager: maintenance },
+    metrics: createMetrics({ db, gate, maintenance }),
     logger: silentLogger,
     startedAt: new Date(0),
   });

@@ -19,4 +19,4 @@ step "openapi:lint: redocly lint openapi/openapi.json"
 redocly lint openapi/openapi.json --format=stylish
 
 step "bun test"
-bun test "$@"
+bun test --timeout 30000 "$@"

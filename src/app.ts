@@ -13,6 +13,7 @@ import { requestId } from "./http/request-id.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
+import { type Metrics, metricsRoutes } from "./metrics/metrics.ts";
 import { usersRoutes } from "./users/users.handlers.ts";
 import { UsersRepository } from "./users/users.repository.ts";
 
@@ -28,6 +29,7 @@ export interface AdminDeps {
 export interface AppDeps extends HealthDeps {
   logger: Logger;
   admin: AdminDeps | null;
+  metrics: Metrics;
 }
 
 /** The OpenAPI document's fixed fields. */
@@ -38,7 +40,7 @@ export const OPENAPI_INFO = {
     version: "1.0.0",
     description:
       "Users API with maintenance mode driven by an etcd key. In maintenance every /users operation answers 503 " +
-      "with Retry-After, while /health, /health/live, /stats, /openapi.json and /docs stay served.",
+      "with Retry-After, while /health, /health/live, /stats, /metrics, /openapi.json and /docs stay served.",
   },
   // Relative: the document describes whichever origin serves it.
   servers: [{ url: "/" }],
@@ -60,6 +62,7 @@ export function createApp(deps: AppDeps) {
   app.openAPIRegistry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
 
   app.use("*", requestId());
+  app.use("*", deps.metrics.middleware());
   app.use("*", accessLog(deps.logger));
 
   const gate = deps.gate.middleware();
@@ -93,6 +96,7 @@ export function createApp(deps: AppDeps) {
   }
   app.route("/", usersRoutes(new UsersRepository(deps.db)));
   app.route("/", healthRoutes(deps));
+  app.route("/", metricsRoutes(deps.metrics));
   app.route("/", docsRoutes());
   app.doc31("/openapi.json", OPENAPI_INFO);
 

@@ -12,6 +12,7 @@ import { Gate } from "./maintenance/gate.ts";
 import { type KeySource, MaintenanceManager } from "./maintenance/manager.ts";
 import { MemorySource } from "./maintenance/memory-source.ts";
 import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
+import { createMetrics } from "./metrics/metrics.ts";
 import { VERSION } from "./version.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
@@ -138,7 +139,17 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     config.adminToken === null
       ? null
       : { token: config.adminToken, key: config.maintenance.key, writer: backend.writer, manager: maintenance };
-  const app = createApp({ db, schema: schema.status, gate, maintenance, admin, logger, startedAt: new Date() });
+  const metrics = createMetrics({ db, gate, maintenance });
+  const app = createApp({
+    db,
+    schema: schema.status,
+    gate,
+    maintenance,
+    admin,
+    metrics,
+    logger,
+    startedAt: new Date(),
+  });
   return {
     app,
     db,

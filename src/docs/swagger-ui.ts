@@ -39,27 +39,31 @@ export function docsRoutes() {
       <script src="/docs/assets/swagger-ui-bundle.js"></script>
       <script src="/docs/assets/swagger-initializer.js"></script>`,
   });
-  return new Hono()
-    .use("/docs/*", async (c, next) => {
-      await next();
-      c.header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
-    })
-    .get("/docs", page)
-    .get("/docs/assets/swagger-initializer.js", (c) =>
-      c.body(initializer, 200, { "content-type": "text/javascript; charset=utf-8" }),
-    )
-    .get("/docs/assets/:file", async (c) => {
-      const file = c.req.param("file");
-      const type = assets[file];
-      if (type === undefined) return c.notFound();
-      let body = cache.get(file);
-      if (!body) {
-        body = new Uint8Array(await readFile(join(distDir(), file)));
-        cache.set(file, body);
-      }
-      return c.body(body as Uint8Array<ArrayBuffer>, 200, {
-        "content-type": type,
-        "cache-control": "public, max-age=86400",
-      });
-    });
+  return (
+    new Hono()
+      .use("/docs/*", async (c, next) => {
+        await next();
+        c.header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
+      })
+      .get("/docs", page)
+      // The icon link sits in <body> (where @hono/swagger-ui puts our markup), which browsers ignore: they ask here.
+      .get("/favicon.ico", (c) => c.redirect("/docs/assets/favicon-32x32.png", 301))
+      .get("/docs/assets/swagger-initializer.js", (c) =>
+        c.body(initializer, 200, { "content-type": "text/javascript; charset=utf-8" }),
+      )
+      .get("/docs/assets/:file", async (c) => {
+        const file = c.req.param("file");
+        const type = assets[file];
+        if (type === undefined) return c.notFound();
+        let body = cache.get(file);
+        if (!body) {
+          body = new Uint8Array(await readFile(join(distDir(), file)));
+          cache.set(file, body);
+        }
+        return c.body(body as Uint8Array<ArrayBuffer>, 200, {
+          "content-type": type,
+          "cache-control": "public, max-age=86400",
+        });
+      })
+  );
 }

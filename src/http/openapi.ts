@@ -31,7 +31,19 @@ export const serviceUnavailableComponent = {
       schema: { type: "integer" as const, minimum: 0 },
     },
   },
-  content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: "#/components/schemas/Problem" } } },
+  content: {
+    [PROBLEM_CONTENT_TYPE]: {
+      schema: { $ref: "#/components/schemas/Problem" },
+      example: {
+        type: "urn:problem:database-service:maintenance",
+        title: "Service Unavailable",
+        status: 503,
+        detail: "The service is in maintenance. Please retry later.",
+        instance: "/users",
+        request_id: "6f1c1a8e-2a4b-4c3d-9e8f-0a1b2c3d4e5f",
+      },
+    },
+  },
 };
 
 /** A reference to the shared 503 response. */

@@ -1,0 +1,187 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { DbHolder } from "../db/db-holder.ts";
+import type { AppEnv } from "../http/context.ts";
+import type { Gate } from "../maintenance/gate.ts";
+import type { MaintenanceManager } from "../maintenance/manager.ts";
+
+/** What the metrics read at scrape time. */
+export interface MetricsDeps {
+  db: DbHolder;
+  gate: Gate;
+  maintenance: Pick<MaintenanceManager, "status" | "transitionCounts">;
+}
+
+/** Prometheus metrics of one service instance, and the middleware that counts requests. */
+export interface Metrics {
+  registry: Registry;
+  /** Counts every request and its latency, by method, route pattern and status. */
+  middleware(): MiddlewareHandler<AppEnv>;
+}
+
+const MODES = ["off", "read-only", "full"] as const;
+const SOURCE_STATES = ["connected", "connecting", "unavailable"] as const;
+
+/**
+ * The service's metrics. Request metrics are counted as requests pass; the rest
+ * is read from the gate, the maintenance manager and the pool when Prometheus
+ * scrapes, so the hot path does nothing for them.
+ */
+export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const requests = new Counter({
+    name: "http_requests_total",
+    help: "HTTP requests answered, by method, route pattern and status.",
+    labelNames: ["method", "route", "status"] as const,
+    registers,
+  });
+  const duration = new Histogram({
+    name: "http_request_duration_seconds",
+    help: "HTTP request latency, by method, route pattern and status.",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  const inFlight = new Gauge({ name: "http_requests_in_flight", help: "HTTP requests being handled.", registers });
+
+  new Gauge({
+    name: "maintenance_enabled",
+    help: "1 while maintenance is on (mode full or read-only), else 0.",
+    registers,
+    collect() {
+      this.set(gate.closed ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "maintenance_mode",
+    help: "1 for the mode the gate enforces now, 0 for the others.",
+    labelNames: ["mode"] as const,
+    registers,
+    collect() {
+      for (const mode of MODES) this.set({ mode }, gate.mode === mode ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: "maintenance_transitions_total",
+    help: "Completed maintenance transitions, by kind (enter, leave, update, abandon).",
+    labelNames: ["kind"] as const,
+    registers,
+    collect() {
+      // The manager keeps the totals; a scrape copies them.
+      this.reset();
+      for (const [kind, count] of Object.entries(maintenance.transitionCounts)) this.inc({ kind }, count);
+    },
+  });
+  new Counter({
+    name: "maintenance_rejected_requests_total",
+    help: "Requests answered 503 because of maintenance.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(gate.refusedTotal);
+    },
+  });
+  new Gauge({
+    name: "maintenance_source_up",
+    help: "1 for the state of each maintenance key's source (etcd or in-process), 0 for the others.",
+    labelNames: ["key", "kind", "state"] as const,
+    registers,
+    collect() {
+      for (const { key, source } of maintenance.status().keys) {
+        for (const state of SOURCE_STATES) this.set({ key, kind: source.kind, state }, source.status === state ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: "db_pool_max",
+    help: "Configured max connections of the postgres.js client in use.",
+    registers,
+    collect() {
+      this.set(db.shape.max);
+    },
+  });
+  new Gauge({
+    name: "db_pool_open_connections",
+    help: "Connections this instance holds, as pg_stat_activity sees them (absent when the database does not answer).",
+    registers,
+    async collect() {
+      this.reset();
+      const open = await db.openConnections().catch(() => null);
+      if (open !== null) this.set(open);
+    },
+  });
+  new Gauge({
+    name: "db_queries_in_flight",
+    help: "Queries running now, on the current client and on clients being retired.",
+    registers,
+    collect() {
+      this.set(db.inFlight);
+    },
+  });
+
+  // One child per label set, found without building prom-client's label hash on every request.
+  const children = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
+  const child = (method: string, route: string, status: string) => {
+    const key = `${method} ${route} ${status}`;
+    let found = children.get(key);
+    if (!found) {
+      const labels = { method, route, status };
+      const counter = requests.labels(labels);
+      const histogram = duration.labels(labels);
+      found = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
+      children.set(key, found);
+    }
+    return found;
+  };
+
+  return {
+    registry,
+    middleware: () => async (c, next) => {
+      const started = performance.now();
+      inFlight.inc();
+      try {
+        await next();
+      } finally {
+        inFlight.dec();
+        const metric = child(c.req.method, routePattern(c), String(c.res.status));
+        metric.count();
+        metric.observe((performance.now() - started) / 1000);
+      }
+    },
+  };
+}
+
+/** The pattern of the route that handled the request (`/users/:id`), not its path: bounded label values. */
+function routePattern(c: Context): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const route = routes[i];
+    if (route && route.method !== "ALL") return route.path;
+  }
+  return "unmatched";
+}
+
+const metricsRoute = createRoute({
+  method: "get",
+  path: "/metrics",
+  operationId: "getMetrics",
+  tags: ["health"],
+  summary: "Prometheus metrics",
+  description: "Prometheus text exposition format. Always served, also in maintenance.",
+  responses: {
+    200: {
+      description: "The metrics.",
+      content: { "text/plain": { schema: z.string() } },
+    },
+  },
+});
+
+/** `GET /metrics`. */
+export function metricsRoutes(metrics: Metrics) {
+  return new OpenAPIHono<AppEnv>().openapi(metricsRoute, async (c) =>
+    c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
+  );
+}
