@@ -27,6 +27,7 @@ export function createInertApp() {
     max: 1,
     connectTimeoutMs: 1000,
     idleTimeoutSeconds: 1,
+    queryTimeoutMs: 1000,
     instanceId: "openapi",
     logger: silentLogger,
   });

@@ -59,6 +59,7 @@ const EnvironmentSchema = v.object({
   DB_MAINTENANCE_POOL_MAX: integer(1, 1, 1000),
   DB_CONNECT_TIMEOUT_MS: integer(5000, 100, 600_000),
   DB_IDLE_TIMEOUT_S: integer(30, 1, 86_400),
+  DB_QUERY_TIMEOUT_MS: integer(15_000, 100, 3_600_000),
   ETCD_ENDPOINTS: endpoints,
   ETCD_USERNAME: optionalText(),
   ETCD_PASSWORD: optionalText(),
@@ -105,6 +106,8 @@ export interface Config {
     maintenancePoolMax: number;
     connectTimeoutMs: number;
     idleTimeoutSeconds: number;
+    /** Longest a query may run; PostgreSQL's statement_timeout too. */
+    queryTimeoutMs: number;
   };
   /** `memory` (ETCD_ENDPOINTS=memory): an in-process key, for development; else etcd. */
   maintenanceSource: "etcd" | "memory";
@@ -188,6 +191,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           ? e.DATABASE_URL.connectTimeoutSeconds * 1000
           : e.DB_CONNECT_TIMEOUT_MS,
       idleTimeoutSeconds: e.DB_IDLE_TIMEOUT_S,
+      queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS,
     },
     maintenanceSource: e.ETCD_ENDPOINTS.length === 1 && e.ETCD_ENDPOINTS[0] === "memory" ? "memory" : "etcd",
     adminToken: e.ADMIN_TOKEN ?? null,

@@ -114,6 +114,7 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
     max: config.db.poolMax,
     connectTimeoutMs: config.db.connectTimeoutMs,
     idleTimeoutSeconds: config.db.idleTimeoutSeconds,
+    queryTimeoutMs: config.db.queryTimeoutMs,
     instanceId,
     logger,
   });

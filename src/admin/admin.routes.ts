@@ -6,11 +6,12 @@ import { HttpProblem } from "../http/problem.ts";
 import type { MaintenanceObserver } from "../maintenance/manager.ts";
 import { parseMaintenanceValue } from "../maintenance/value.ts";
 import type { MaintenanceWriter } from "../maintenance/writer.ts";
+import { sleep } from "../util/sleep.ts";
 
 /** Name of the bearer security scheme in the OpenAPI document. */
 export const ADMIN_SECURITY_SCHEME = "adminToken";
 
-/** How long a write waits for this instance to see it before answering. */
+/** How long a write waits for this instance to apply it before answering. */
 const OBSERVE_TIMEOUT_MS = 5000;
 
 const MaintenanceKeySchema = z
@@ -50,8 +51,8 @@ const putMaintenance = createRoute({
   description:
     "Takes the same values as the etcd key: a word (`true`, `on`, `false`, `off`, ...) as text/plain, or a JSON " +
     'object such as `{"enabled":true,"reason":"disk upgrade","retry_after":120}`. With etcd, this writes the key ' +
-    "for every instance. Answers once this instance has seen the write (its gate is then already closed or open; " +
-    "the pool may still be draining).",
+    "for every instance. Answers once this instance has applied the write, or after 5 s with the phase it is in " +
+    "(entering maintenance waits for running requests, up to the drain timeout).",
   request: {
     body: {
       required: true,
@@ -66,7 +67,7 @@ const putMaintenance = createRoute({
     },
   },
   responses: {
-    200: ok("Written and seen by this instance."),
+    200: ok("Written and applied by this instance."),
     400: problem("Not a value the maintenance key understands."),
     401: unauthorized,
     413: problem("Body larger than 64 KiB."),
@@ -81,7 +82,7 @@ const deleteMaintenance = createRoute({
   tags,
   security,
   summary: "Delete the maintenance key (maintenance off)",
-  responses: { 200: ok("Deleted and seen by this instance."), 401: unauthorized },
+  responses: { 200: ok("Deleted and applied by this instance."), 401: unauthorized },
 });
 
 /** `/admin/maintenance`: read and write the maintenance key over HTTP. */
@@ -91,7 +92,9 @@ export function adminRoutes(key: string, writer: MaintenanceWriter, manager: Mai
     return { key, value: stored.value, revision: String(stored.revision), maintenance: manager.status() };
   };
   const afterWrite = async (revision: number) => {
+    const deadline = Date.now() + OBSERVE_TIMEOUT_MS;
     await manager.observed(key, revision, OBSERVE_TIMEOUT_MS);
+    await Promise.race([manager.settled(), sleep(Math.max(0, deadline - Date.now()))]);
     return describe();
   };
 

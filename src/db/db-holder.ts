@@ -12,6 +12,11 @@ export interface DbHolderOptions {
   max: number;
   connectTimeoutMs: number;
   idleTimeoutSeconds: number;
+  /**
+   * Longest a query may take: past it the caller gets a DatabaseUnavailableError
+   * and the query is cancelled; PostgreSQL's statement_timeout is set to match.
+   */
+  queryTimeoutMs: number;
   /** Distinguishes this process's connections in pg_stat_activity. */
   instanceId: string;
   logger: Logger;
@@ -31,8 +36,26 @@ interface Generation {
   readonly readOnly: boolean;
   readonly applicationName: string;
   readonly sql: Sql;
-  inFlight: number;
+  readonly createdAt: number;
+  /** Work running on this client, each with its deadline. */
+  readonly runs: Set<PendingRun>;
+  /** When a query last failed for want of a connection, and when one last succeeded (epoch ms). */
+  lastConnectionError: number;
+  lastSuccess: number;
 }
+
+/** One call of {@link DbHolder.run} waiting on a client. */
+interface PendingRun {
+  /** Epoch ms after which it is given up. */
+  readonly deadline: number;
+  /** Rejects the caller with `error` and cancels the query (removed from the queue if not yet sent). */
+  abort(error: Error): void;
+}
+
+/** A client is replaced after a connection failure at most this often. */
+const RECYCLE_INTERVAL_MS = 1000;
+/** How often deadlines and failed clients are checked. */
+const SWEEP_INTERVAL_MS = 250;
 
 /** What `/stats` shows about the pool. */
 export interface PoolStats {
@@ -49,6 +72,8 @@ export interface PoolStats {
 export interface RunOptions {
   /** Safe to repeat: retried once when a pooled connection turns out to be dead. */
   idempotent?: boolean;
+  /** Overrides the holder's query timeout for this call. */
+  timeoutMs?: number;
 }
 
 /** Seconds `end()` may take to close a drained client's sockets before destroying them. */
@@ -70,6 +95,7 @@ export class DbHolder {
   private generations = 0;
   private queriesTotal = 0;
   private queryErrorsTotal = 0;
+  private readonly sweepTimer: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly target: ConnectionTarget,
@@ -77,6 +103,7 @@ export class DbHolder {
   ) {
     this.applicationNamePrefix = `database-service:${options.instanceId}:`;
     this.current = this.createGeneration({ max: options.max, readOnly: false });
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
   }
 
   /** The shape of the client now in use. */
@@ -86,8 +113,8 @@ export class DbHolder {
 
   /** Queries running now, on the current client and on clients being retired. */
   get inFlight(): number {
-    let total = this.current.inFlight;
-    for (const generation of this.retiring) total += generation.inFlight;
+    let total = this.current.runs.size;
+    for (const generation of this.retiring) total += generation.runs.size;
     return total;
   }
 
@@ -98,12 +125,12 @@ export class DbHolder {
    */
   async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = {}): Promise<T> {
     try {
-      return await this.runOnce(work);
+      return await this.runOnce(work, options);
     } catch (error) {
       if (options.idempotent && isStaleConnection(error)) {
         this.options.logger.info("db.retry_after_stale_connection", describeError(error));
         try {
-          return await this.runOnce(work);
+          return await this.runOnce(work, options);
         } catch (retryError) {
           throw translate(retryError);
         }
@@ -112,17 +139,37 @@ export class DbHolder {
     }
   }
 
-  private async runOnce<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+  private async runOnce<T>(work: (sql: Sql) => Promise<T>, options: RunOptions): Promise<T> {
     const generation = this.current;
-    generation.inFlight++;
     this.queriesTotal++;
+    let run: PendingRun | undefined;
+    const settled = new Promise<T>((resolve, reject) => {
+      const pending = work(generation.sql);
+      run = {
+        deadline: Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs),
+        abort: (error) => {
+          // A postgres.js query not yet sent leaves the queue; a running one is cancelled on the server.
+          const cancel = (pending as { cancel?: () => unknown }).cancel;
+          if (cancel) Promise.resolve(cancel.call(pending)).catch(() => {});
+          reject(error);
+        },
+      };
+      pending.then(resolve, reject);
+    });
+    if (run) generation.runs.add(run);
     try {
-      return await work(generation.sql);
+      const result = await settled;
+      generation.lastSuccess = Date.now();
+      return result;
     } catch (error) {
       this.queryErrorsTotal++;
+      if (isConnectionError(error)) {
+        generation.lastConnectionError = Date.now();
+        this.recycle(generation);
+      }
       throw error;
     } finally {
-      generation.inFlight--;
+      if (run) generation.runs.delete(run);
     }
   }
 
@@ -145,15 +192,7 @@ export class DbHolder {
 
   /** Answers whether PostgreSQL responds to `select 1` within `timeoutMs`. */
   async ping(timeoutMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DatabaseUnavailableError("database did not answer in time")), timeoutMs);
-    });
-    try {
-      await Promise.race([this.run((sql) => sql`select 1`, { idempotent: true }), deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.run((sql) => sql`select 1`, { idempotent: true, timeoutMs });
   }
 
   /** Counters for `/stats`. */
@@ -191,19 +230,51 @@ export class DbHolder {
     return this.retire(old, drainTimeoutMs);
   }
 
+  /** Gives up runs past their deadline, and replaces a client whose connections failed. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const generation of [this.current, ...this.retiring]) {
+      for (const run of generation.runs) {
+        if (now < run.deadline) continue;
+        generation.lastConnectionError = now;
+        run.abort(new DatabaseUnavailableError("database did not answer in time"));
+      }
+    }
+    this.recycle(this.current);
+  }
+
+  /**
+   * Replaces a client that met a connection failure, and has not answered a
+   * query since, with a fresh one of the same shape, and ends the old one
+   * (running queries get the end grace). Once its connections have failed,
+   * postgres.js can leave queued queries waiting forever, even after the server
+   * is back (seen with 3.4.9; cf. porsager/postgres#1174); ending the client
+   * rejects them.
+   */
+  private recycle(generation: Generation): void {
+    if (generation !== this.current || Date.now() - generation.createdAt < RECYCLE_INTERVAL_MS) return;
+    if (generation.lastConnectionError === 0 || generation.lastSuccess > generation.lastConnectionError) return;
+    this.current = this.createGeneration({ max: generation.max, readOnly: generation.readOnly });
+    this.options.logger.warn("db.client_recycled", { from_generation: generation.id, to_generation: this.current.id });
+    void this.retire(generation, 0);
+  }
+
   /** Ends every client, letting running queries finish for up to `timeoutMs`. */
   async close(timeoutMs: number): Promise<void> {
+    clearInterval(this.sweepTimer);
     await Promise.all([this.retire(this.current, timeoutMs), ...[...this.retiring].map((g) => this.retire(g, 0))]);
   }
 
   private async retire(generation: Generation, drainTimeoutMs: number): Promise<boolean> {
     this.retiring.add(generation);
     const deadline = Date.now() + drainTimeoutMs;
-    while (generation.inFlight > 0 && Date.now() < deadline) await sleep(10);
-    const drained = generation.inFlight === 0;
+    while (generation.runs.size > 0 && Date.now() < deadline) await sleep(10);
+    const drained = generation.runs.size === 0;
     // end() without a timeout can hang after a connection error (porsager/postgres#1097),
     // so it gets one, and is raced against our own timer as well.
     await Promise.race([generation.sql.end({ timeout: END_GRACE_SECONDS }), sleep(END_GRACE_SECONDS * 1000 + 1000)]);
+    // end() rejects the queries on its connections, not those still queued for one.
+    for (const run of generation.runs) run.abort(new DatabaseUnavailableError("database client ended"));
     this.retiring.delete(generation);
     this.options.logger.debug("db.client_ended", { generation: generation.id, drained });
     return drained;
@@ -228,6 +299,8 @@ export class DbHolder {
       connection: {
         application_name: applicationName,
         TimeZone: "UTC",
+        // The server gives up when we do, so a query we answered 503 for does not commit later.
+        statement_timeout: this.options.queryTimeoutMs,
         ...(readOnly && { default_transaction_read_only: "on" }),
       } as postgres.Options<Record<string, postgres.PostgresType>>["connection"],
       types: {
@@ -243,7 +316,17 @@ export class DbHolder {
       onnotice: (notice) => logger.debug("db.notice", { message: notice.message }),
     };
     const sql = postgres(options) as unknown as Sql;
-    return { id, max, readOnly, applicationName, sql, inFlight: 0 };
+    return {
+      id,
+      max,
+      readOnly,
+      applicationName,
+      sql,
+      createdAt: Date.now(),
+      runs: new Set(),
+      lastConnectionError: 0,
+      lastSuccess: 0,
+    };
   }
 }
 

@@ -55,7 +55,9 @@ function toProblem(error: unknown, c: Context<AppEnv>, logger: Logger): HttpProb
 function fromHttpException(error: HTTPException): HttpProblem {
   switch (error.status) {
     case 400:
-      return new HttpProblem(400, "malformed-request", "Bad Request", error.message || "The request is malformed.");
+      return new HttpProblem(400, "malformed-request", "Bad Request", error.message || "The request is malformed.", {
+        errors: [{ field: "body", message: "body is not well-formed JSON" }],
+      });
     case 415:
       return new HttpProblem(
         415,

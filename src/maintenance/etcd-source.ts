@@ -125,10 +125,13 @@ export class EtcdSource implements MaintenanceSource {
         this.report(value, revision, revision);
       };
       const finish = () => {
-        this.stopping.signal.removeEventListener("abort", finish);
+        this.stopping.signal.removeEventListener("abort", abort);
         if (this.watcher === watcher) this.watcher = undefined;
-        void watcher.cancel().catch(() => {});
         resolve();
+      };
+      const abort = () => {
+        void watcher.cancel().catch(() => {});
+        finish();
       };
       watcher
         .on("put", (kv) => onKv(kv, kv.value.toString("utf8")))
@@ -136,11 +139,13 @@ export class EtcdSource implements MaintenanceSource {
         .on("connected", () => void this.resync("watch connected"))
         .on("disconnected", (error) => this.markUnavailable(error))
         .on("error", (error) => {
-          // Typically "Watcher canceled" after compaction: rebuild from a fresh GET.
+          // Typically "Watcher canceled" after compaction: rebuild from a fresh GET. etcd3 has already
+          // dropped the watcher; cancelling it again makes etcd answer for a watch id etcd3 no longer
+          // knows, and etcd3 throws on that answer, out of reach, while another watch keeps the stream open.
           this.logger.warn("etcd.watch_cancelled", describeError(error));
           finish();
         });
-      this.stopping.signal.addEventListener("abort", finish, { once: true });
+      this.stopping.signal.addEventListener("abort", abort, { once: true });
     });
   }
 

@@ -90,6 +90,7 @@ export class Gate {
   middleware(): MiddlewareHandler {
     return async (c, next) => {
       const setting = this.setting;
+      let bypassed = false;
       if (setting.mode !== "off" && (setting.mode === "full" || !READS.has(c.req.method))) {
         const given = c.req.header(BYPASS_HEADER);
         if (given === undefined || this.bypass === null || !this.bypass(given)) {
@@ -101,13 +102,15 @@ export class Gate {
             },
           });
         }
-        c.header(BYPASSED_HEADER, "true");
+        bypassed = true;
       }
       this.running++;
       try {
         await next();
       } finally {
         this.running--;
+        // After next(): headers set before it are lost when the route fails and onError builds the response.
+        if (bypassed) c.header(BYPASSED_HEADER, "true");
         if (this.window) c.header(WINDOW_HEADER, this.window);
       }
     };

@@ -35,6 +35,8 @@ export type PoolResizer = Pick<DbHolder, "reconnect" | "shape">;
 export interface MaintenanceObserver extends MaintenanceStatusProvider {
   /** Waits (up to `timeoutMs`) until `key` was read at or after `revision`; true if it was. */
   observed(key: string, revision: number, timeoutMs: number): Promise<boolean>;
+  /** Resolves when no transition is running or pending. */
+  settled(): Promise<void>;
 }
 
 /** What the manager knows of one key. */
@@ -88,6 +90,11 @@ export class MaintenanceManager implements MaintenanceObserver {
   private readonly counts: Record<TransitionRecord["kind"], number> = { enter: 0, leave: 0, update: 0, abandon: 0 };
   /** Whether the last transition finished with every admitted request and old query done in time. */
   private drained = true;
+  /**
+   * True from the first line of run() to just before its last notify. Not `loop`: that is
+   * unset while run() executes its first steps (inside `loop ??= run()`) and still set at its end.
+   */
+  private transitioning = false;
   private loop: Promise<void> | undefined;
   /** Aborted when the desired state changes or the manager closes: cuts a drain short. */
   private interrupt = new AbortController();
@@ -143,7 +150,7 @@ export class MaintenanceManager implements MaintenanceObserver {
 
   /** Whether the state has settled and the last transition drained in time. */
   get stableAndDrained(): boolean {
-    return this.loop === undefined && this.drained;
+    return !this.transitioning && this.drained;
   }
 
   /** Transitions since start, by kind. */
@@ -260,6 +267,7 @@ export class MaintenanceManager implements MaintenanceObserver {
 
   /** Moves gate and pool, one step at a time, toward the desired state until they match it. */
   private async run(): Promise<void> {
+    this.transitioning = true;
     const started = performance.now();
     const fromMode = this.gate.mode;
     const fromSetting = this.gate.current;
@@ -275,9 +283,9 @@ export class MaintenanceManager implements MaintenanceObserver {
         if (want > have || (want === have && want > 0 && !sameSetting(this.gate.current, setting))) {
           if (have === 0) this.since = new Date();
           this.gate.set(setting);
+          if (want > have) this.phase = "entering";
           this.notify();
           if (want > have) {
-            this.phase = "entering";
             const drainStarted = performance.now();
             drained = (await this.gate.drain(this.remaining(started), this.interrupt.signal)) && drained;
             drainMs += performance.now() - drainStarted;
@@ -302,6 +310,7 @@ export class MaintenanceManager implements MaintenanceObserver {
       this.logger.error("maintenance.transition_failed", { error: String(error) });
     }
     this.phase = this.gate.closed ? "maintenance" : "serving";
+    this.transitioning = false;
     if (steps === 0) return;
     this.drained = drained;
     this.record(fromMode, fromSetting, started, drained, drainMs);

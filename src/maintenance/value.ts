@@ -22,11 +22,18 @@ export type ParsedValue = { ok: true; request: MaintenanceRequest } | { ok: fals
 const ON = new Set(["true", "1", "yes", "on", "enabled", "maintenance"]);
 const OFF = new Set(["false", "0", "no", "off", "disabled", ""]);
 
+/** Whether the date part names a day that exists: isoTimestamp takes 2030-02-30, which Date reads as March 2. */
+const realDay = (value: string) => {
+  const [, year, month, day] = /^(\d{4})-(\d{2})-(\d{2})/.exec(value) ?? [];
+  return Number(day) <= new Date(Date.UTC(Number(year), Number(month), 0)).getUTCDate();
+};
+
 const timestamp = (name: string) =>
   v.optional(
     v.pipe(
       v.string(`${name} must be an RFC 3339 timestamp`),
       v.isoTimestamp(`${name} must be an RFC 3339 timestamp`),
+      v.check(realDay, `${name} must be an RFC 3339 timestamp`),
       v.transform((value) => new Date(value)),
     ),
   );

@@ -30,7 +30,13 @@ export const UserSchema = z
  */
 export const UserInputSchema = z
   .object({
-    name: z.string().trim().min(1, "name must not be empty").max(255, "name must be at most 255 characters"),
+    name: z
+      .string()
+      .trim()
+      .min(1, "name must not be empty")
+      .max(255, "name must be at most 255 characters")
+      // PostgreSQL text cannot hold U+0000.
+      .refine((name) => !name.includes("\u0000"), "name must not contain NUL characters"),
     email: z.email("email must be a valid address").max(255, "email must be at most 255 characters"),
   })
   .openapi("UserInput", { example: { name: "Alice", email: "alice@example.com" } });

@@ -54,6 +54,7 @@ const malformed = (instance: string) => ({
   title: "Bad Request",
   detail: "Malformed JSON in request body",
   instance,
+  errors: [{ field: "body", message: "body is not well-formed JSON" }],
 });
 
 /** A JSON user body of exactly `size` bytes, padded with an ignored field. */

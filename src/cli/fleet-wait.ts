@@ -1,0 +1,122 @@
+import type { Acknowledgement } from "../maintenance/fleet.ts";
+import type { InstanceEntry } from "./acks.ts";
+import { instancesTable } from "./acks.ts";
+import { formatDuration } from "./duration.ts";
+import type { Output } from "./output.ts";
+import { EtcdCallError, type MaintenanceStore } from "./store.ts";
+
+/** What `--wait` waits for. */
+export interface WaitTarget {
+  /** `on`: every instance in maintenance and drained; `off`: every instance out of maintenance. */
+  goal: "on" | "off";
+  /** Which revision in the acknowledgement tells how far the written key was read. */
+  field: "revision" | "global_revision";
+  /** The write's revision; null when there is none to wait for (an `off` that deleted nothing). */
+  revision: number | null;
+}
+
+/** An instance not yet where the target wants it, and why. */
+export interface Pending {
+  name: string;
+  ack: Acknowledgement | null;
+  why: string;
+}
+
+/** Splits instances into those that reached `target` and those that did not (with the reason). */
+export function assess(entries: InstanceEntry[], target: WaitTarget): Pending[] {
+  const pending: Pending[] = [];
+  for (const { name, ack, problem } of entries) {
+    if (!ack) {
+      pending.push({ name, ack, why: `unreadable acknowledgement: ${problem}` });
+      continue;
+    }
+    const read = ack[target.field];
+    if (target.revision !== null && (read === null || read < target.revision)) {
+      const at = read === null ? "does not follow that key" : `at ${read}`;
+      pending.push({ name, ack, why: `has not read revision ${target.revision} yet (${at})` });
+    } else if (target.goal === "on" && ack.mode === "off") {
+      pending.push({ name, ack, why: "mode off (a window not begun yet, or the value was replaced)" });
+    } else if (target.goal === "on" && !ack.drained) {
+      pending.push({ name, ack, why: `not drained (phase ${ack.phase}, ${ack.in_flight} in flight)` });
+    } else if (target.goal === "off" && ack.mode !== "off") {
+      pending.push({ name, ack, why: `mode ${ack.mode}` });
+    }
+  }
+  return pending;
+}
+
+/** How often the acknowledgements are read while waiting. */
+const POLL_MS = 200;
+
+/** Options of {@link waitForFleet}. */
+export interface WaitOptions {
+  serviceKey: string;
+  target: WaitTarget;
+  timeoutMs: number;
+  /** Adds to each pending instance's reason at the timeout, e.g. the other key still holding maintenance. */
+  explain?: (pending: Pending[]) => Promise<(p: Pending) => string>;
+}
+
+/**
+ * Polls the acknowledgements until every live instance reached the target
+ * (exit 0), or the timeout passes (exit 1, naming the instances not there).
+ * Prints the progress table each time it changes. No instance at all is a
+ * failure: nobody can confirm the write was acted on.
+ */
+export async function waitForFleet(store: MaintenanceStore, out: Output, options: WaitOptions): Promise<number> {
+  const { serviceKey, target, timeoutMs } = options;
+  const started = performance.now();
+  const goal = target.goal === "on" ? "drained" : "out of maintenance";
+  const revisionText = target.revision === null ? "" : ` at revision >= ${target.revision}`;
+  out.out(`waiting up to ${formatDuration(timeoutMs)} for every instance to be ${goal}${revisionText}`);
+  let shown = "";
+  let entries: InstanceEntry[] = [];
+  let lastError: EtcdCallError | null = null;
+  for (;;) {
+    const elapsed = performance.now() - started;
+    try {
+      entries = await store.instances(serviceKey);
+      lastError = null;
+    } catch (error) {
+      if (!(error instanceof EtcdCallError)) throw error;
+      lastError = error;
+    }
+    if (!lastError && entries.length === 0) {
+      out.err(
+        `maint: no instance acknowledges under ${serviceKey}/instances/: nothing confirms the change ` +
+          "(are the instances running, and connected to this etcd?)",
+      );
+      return 1;
+    }
+    const pending = lastError ? [] : assess(entries, target);
+    if (!lastError) {
+      const table = instancesTable(entries, Date.now(), "progress");
+      if (table !== shown) {
+        out.out(`[${formatDuration(elapsed)}]`);
+        out.out(table);
+        shown = table;
+      }
+      if (pending.length === 0) {
+        const all = entries.length === 1 ? "the one instance" : `all ${entries.length} instances`;
+        out.out(`${all} ${goal} after ${formatDuration(performance.now() - started)}`);
+        return 0;
+      }
+    }
+    if (performance.now() - started >= timeoutMs) {
+      if (lastError) {
+        out.err(
+          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${lastError.message}`,
+        );
+        return 1;
+      }
+      const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
+      out.err(
+        `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
+          pending.map((p) => `${p.name} (${explain(p)})`).join(", "),
+      );
+      return 1;
+    }
+    const left = timeoutMs - (performance.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(POLL_MS, left))));
+  }
+}
