@@ -104,6 +104,8 @@ export class DbHolder {
     this.applicationNamePrefix = `database-service:${options.instanceId}:`;
     this.current = this.createGeneration({ max: options.max, readOnly: false });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    // The sweep alone must not keep a process alive (Bun and Node timers can be unref'd).
+    (this.sweepTimer as { unref?: () => void }).unref?.();
   }
 
   /** The shape of the client now in use. */

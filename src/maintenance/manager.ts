@@ -95,6 +95,8 @@ export class MaintenanceManager implements MaintenanceObserver {
    * unset while run() executes its first steps (inside `loop ??= run()`) and still set at its end.
    */
   private transitioning = false;
+  /** A reading arrived while run() was going: look again when it ends. */
+  private rerun = false;
   private loop: Promise<void> | undefined;
   /** Aborted when the desired state changes or the manager closes: cuts a drain short. */
   private interrupt = new AbortController();
@@ -228,9 +230,15 @@ export class MaintenanceManager implements MaintenanceObserver {
     this.interrupt.abort();
     this.interrupt = new AbortController();
     this.armBoundaryTimer();
+    if (this.loop) {
+      // run() reads the desired state at every step; this covers a change after its last read.
+      this.rerun = true;
+      return;
+    }
     // Cleared in a later microtask, never inside run(): run() may finish synchronously.
-    this.loop ??= this.run().finally(() => {
+    this.loop = this.run().finally(() => {
       this.loop = undefined;
+      if (this.rerun) this.kick();
     });
   }
 
@@ -276,6 +284,7 @@ export class MaintenanceManager implements MaintenanceObserver {
     let steps = 0;
     try {
       for (; !this.closed; steps++) {
+        this.rerun = false;
         const effective = this.effective(Date.now());
         const setting = this.gateSettingFor(effective);
         const want = modeRank[effective.mode];

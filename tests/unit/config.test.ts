@@ -34,8 +34,14 @@ describe("loadConfig defaults", () => {
     });
   });
 
-  test("the pool defaults to 10 connections, 1 in maintenance, 5 s connect and 30 s idle timeouts", () => {
-    expect(config.db).toEqual({ poolMax: 10, maintenancePoolMax: 1, connectTimeoutMs: 5000, idleTimeoutSeconds: 30 });
+  test("the pool defaults to 10 connections, 1 in maintenance, 5 s connect, 30 s idle and 15 s query timeouts", () => {
+    expect(config.db).toEqual({
+      poolMax: 10,
+      maintenancePoolMax: 1,
+      connectTimeoutMs: 5000,
+      idleTimeoutSeconds: 30,
+      queryTimeoutMs: 15_000,
+    });
   });
 
   test("etcd defaults to one endpoint, localhost:2379, without credentials", () => {
