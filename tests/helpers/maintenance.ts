@@ -1,0 +1,225 @@
+import { expect } from "bun:test";
+import postgres from "postgres";
+import { type Logger, silentLogger } from "../../src/logger.ts";
+import { type Service, startService } from "../../src/service.ts";
+import type { TestEtcd } from "./etcd.ts";
+import { type ExpectedProblem, expectProblem, type Requester } from "./http.ts";
+import { testConfig } from "./service.ts";
+import { waitFor } from "./wait.ts";
+
+/** The 503 detail when the key turns maintenance on without a reason. */
+export const DEFAULT_MAINTENANCE_DETAIL = "The service is in maintenance. Please retry later.";
+
+/** The detail while the `closed` start policy waits for etcd's first answer. */
+export const START_CLOSED_DETAIL = "Maintenance state is not known yet: waiting for etcd.";
+
+/** The maintenance 503 problem for a request to `instance`. */
+export function maintenanceProblem(instance: string, detail = DEFAULT_MAINTENANCE_DETAIL): ExpectedProblem {
+  return { status: 503, type: "maintenance", title: "Service Unavailable", detail, instance };
+}
+
+/**
+ * Asserts `response` is exactly the maintenance 503: problem+json, the body
+ * for `instance`, and `Retry-After: <retryAfter>`.
+ */
+export async function expectMaintenance(
+  response: Response,
+  instance: string,
+  retryAfter: number,
+  detail = DEFAULT_MAINTENANCE_DETAIL,
+): Promise<void> {
+  expect(response.headers.get("retry-after")).toBe(String(retryAfter));
+  await expectProblem(response, maintenanceProblem(instance, detail));
+}
+
+/** An in-process service following `key` on `endpoints`; resolves once the schema is applied. */
+export async function startMaintenanceService(
+  databaseUrl: string,
+  endpoints: string,
+  key: string,
+  env: Record<string, string> = {},
+  logger: Logger = silentLogger,
+): Promise<Service> {
+  const config = testConfig(databaseUrl, { ETCD_ENDPOINTS: endpoints, MAINTENANCE_KEY: key, ...env });
+  const service = startService(config, logger);
+  await service.schemaApplied;
+  return service;
+}
+
+/** Writes `value` to `key` with the test's own client; resolves with the write's revision. */
+export async function put(etcd: TestEtcd, key: string, value: string): Promise<number> {
+  const response = await etcd.client.put(key).value(value).exec();
+  return Number(response.header.revision);
+}
+
+/** `etcdctl put <key> <value>`, as an operator types it; resolves with the write's revision. */
+export async function etcdctlPut(etcd: TestEtcd, key: string, value: string, ...flags: string[]): Promise<number> {
+  const out = await etcd.etcdctl("put", "-w", "json", ...flags, key, value);
+  return (JSON.parse(out) as { header: { revision: number } }).header.revision;
+}
+
+/** `etcdctl del <key>`; resolves with the delete's revision. */
+export async function etcdctlDel(etcd: TestEtcd, key: string): Promise<number> {
+  const out = await etcd.etcdctl("del", "-w", "json", key);
+  return (JSON.parse(out) as { header: { revision: number } }).header.revision;
+}
+
+/**
+ * Waits until the service has taken a valid reading at `revision` or later and
+ * every transition it started is over.
+ */
+export async function applied(service: Service, revision: number, timeoutMs = 5000): Promise<void> {
+  await waitFor(
+    `the reading at revision ${revision}`,
+    () => Number(service.maintenance.status().revision ?? -1) >= revision,
+    timeoutMs,
+  );
+  await service.maintenance.settled();
+}
+
+/** Like {@link applied}, for one of the keys the service follows (its own or the fleet key). */
+export async function appliedKey(service: Service, key: string, revision: number, timeoutMs = 5000): Promise<void> {
+  await waitFor(
+    `the reading of ${key} at revision ${revision}`,
+    () => Number(service.maintenance.status().keys.find((k) => k.key === key)?.revision ?? -1) >= revision,
+    timeoutMs,
+  );
+  await service.maintenance.settled();
+}
+
+/** The source's connection state as the service reports it. */
+export const sourceStatus = (service: Service) => service.maintenance.status().source.status;
+
+/** `GET /stats`, asserted 200, parsed. */
+export async function getStats(app: Requester): Promise<Stats> {
+  const response = await app.request("/stats");
+  expect(response.status).toBe(200);
+  return (await response.json()) as Stats;
+}
+
+/** `GET /health` with its status and parsed body. */
+export async function getHealth(app: Requester): Promise<{ status: number; body: Health }> {
+  const response = await app.request("/health");
+  return { status: response.status, body: (await response.json()) as Health };
+}
+
+/** What `/stats` answers (the fields the tests read). */
+export interface Stats {
+  maintenance: boolean;
+  maintenance_status: MaintenanceStatusJson;
+  database: {
+    generation: number;
+    max: number;
+    application_name: string;
+    open_connections: number | null;
+    in_flight: number;
+    queries_total: number;
+    query_errors_total: number;
+  };
+  http: { in_flight: number };
+}
+
+/** What `/health` answers. */
+export interface Health {
+  status: "healthy" | "unhealthy" | "maintenance";
+  maintenance: boolean;
+  mode: "off" | "read-only" | "full";
+  key: string;
+  reason: string | null;
+  since: string | null;
+  retry_after_seconds: number | null;
+  rejected: RejectedJson | null;
+  checks: {
+    database: { status: "up" | "down"; latency_ms?: number; detail?: string };
+    schema: { status: "ready" | "pending" };
+    maintenance_source: SourceJson;
+  };
+  timestamp: string;
+}
+
+export interface SourceJson {
+  kind: "etcd" | "memory";
+  status: "connected" | "connecting" | "unavailable";
+  last_confirmed_at: string | null;
+  stale_seconds: number | null;
+  last_error: string | null;
+}
+
+export interface RejectedJson {
+  key: string;
+  value: string;
+  revision: string;
+  at: string;
+}
+
+export interface MaintenanceStatusJson {
+  enabled: boolean;
+  phase: "serving" | "entering" | "maintenance" | "leaving";
+  reason: string | null;
+  since: string | null;
+  retry_after_seconds: number | null;
+  key: string;
+  revision: string | null;
+  source: SourceJson;
+  rejected: RejectedJson | null;
+  transitions: { kind: string; from_mode: string; mode: string; drained: boolean; drain_ms: number; ms: number }[];
+}
+
+/** Connections whose application_name starts with `prefix`, by name, as pg_stat_activity lists them. */
+export async function connectionsOf(sql: postgres.Sql, prefix: string): Promise<string[]> {
+  const rows = await sql<{ application_name: string }[]>`
+    SELECT application_name FROM pg_stat_activity WHERE starts_with(application_name, ${prefix})`;
+  return rows.map((row) => row.application_name);
+}
+
+/** A transaction holding `LOCK TABLE users IN ACCESS EXCLUSIVE MODE`, so every query on users waits. */
+export interface TableLock {
+  /** Commits the transaction: waiting queries proceed. */
+  release(): Promise<void>;
+}
+
+/** Takes the lock on its own connection and holds it until {@link TableLock.release}. */
+export async function lockUsersTable(databaseUrl: string): Promise<TableLock> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let locked!: () => void;
+  const holding = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
+  const transaction = sql.begin(async (tx) => {
+    await tx`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`;
+    locked();
+    await released;
+  });
+  await Promise.race([holding, transaction]);
+  let done = false;
+  return {
+    async release() {
+      if (done) return;
+      done = true;
+      release();
+      await transaction;
+      await sql.end({ timeout: 1 });
+    },
+  };
+}
+
+/** Waits until `count` queries of connections named `prefix…` are waiting for a lock in PostgreSQL. */
+export async function waitForLockWaiters(sql: postgres.Sql, prefix: string, count: number, timeoutMs = 5000) {
+  await waitFor(
+    `${count} queries waiting on the users lock`,
+    async () => {
+      const [row] = await sql<{ waiting: number }[]>`
+        SELECT count(*)::int AS waiting FROM pg_stat_activity
+        WHERE starts_with(application_name, ${prefix}) AND wait_event_type = 'Lock'`;
+      return (row?.waiting ?? 0) >= count;
+    },
+    timeoutMs,
+  );
+}
+
+/** Whether the service is in maintenance now (its gate refuses requests). */
+export const inMaintenance = (service: Service) => service.maintenance.status().enabled;

@@ -1,0 +1,193 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { Service } from "../../src/service.ts";
+import { TestEtcd } from "../helpers/etcd.ts";
+import { createUser, expectJson, type UserJson } from "../helpers/http.ts";
+import {
+  applied,
+  connectionsOf,
+  expectMaintenance,
+  getStats,
+  lockUsersTable,
+  put,
+  startMaintenanceService,
+  type TableLock,
+  waitForLockWaiters,
+} from "../helpers/maintenance.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
+setDefaultTimeout(30_000);
+
+const KEY = "/maintenance/pool-test";
+const POOL_MAX = 10;
+const MAINTENANCE_POOL_MAX = 1;
+const RETRY_AFTER_SECONDS = 60;
+/** How long the pool must stay small while /health and /stats are polled. */
+const HOLD_MS = 3000;
+
+let etcd: TestEtcd;
+let database: TestDatabase;
+let service: Service;
+let alice: UserJson;
+let lock: TableLock | undefined;
+
+beforeAll(async () => {
+  etcd = await TestEtcd.start();
+  database = await createTestDatabase("mpool");
+  await put(etcd, KEY, "false");
+  service = await startMaintenanceService(database.url, etcd.endpoint, KEY, {
+    DB_POOL_MAX: String(POOL_MAX),
+    DB_MAINTENANCE_POOL_MAX: String(MAINTENANCE_POOL_MAX),
+    // Long enough that no drain here ends by timeout.
+    DRAIN_TIMEOUT_MS: "15000",
+  });
+  alice = await createUser(service.app, "Alice", "alice@example.com");
+});
+beforeEach(async () => {
+  await applied(service, await put(etcd, KEY, "false"));
+});
+afterEach(async () => {
+  // A failed test must not leave the table locked for the next one.
+  await lock?.release();
+  lock = undefined;
+});
+afterAll(async () => {
+  await lock?.release();
+  await service?.stop();
+  await etcd?.stop();
+  await database?.drop();
+});
+
+/** This process's connections, by application_name, as PostgreSQL lists them. */
+const ours = () => connectionsOf(database.sql, service.db.applicationNamePrefix);
+
+/**
+ * Holds the users table locked while `count` GET /users requests are sent at
+ * once, waits until the pool has opened `expectedOpen` connections for them,
+ * returns those connections' names, then releases the lock and checks every
+ * request answered 200.
+ */
+async function concurrentLoad(count: number, expectedOpen: number): Promise<string[]> {
+  lock = await lockUsersTable(database.url);
+  const requests = Array.from({ length: count }, () => service.app.request("/users"));
+  await waitFor(`${expectedOpen} open connections under load`, async () => (await ours()).length >= expectedOpen);
+  const open = await ours();
+  await lock.release();
+  lock = undefined;
+  const responses = await Promise.all(requests);
+  for (const response of responses) expect(await expectJson<UserJson[]>(response, 200)).toEqual([alice]);
+  return open;
+}
+
+describe("the connection pool", () => {
+  test("shrinks to DB_MAINTENANCE_POOL_MAX connections in maintenance, stays there while /health and /stats are polled, and grows after", async () => {
+    const before = await getStats(service.app);
+    expect(before.database.max).toBe(POOL_MAX);
+    const firstName = before.database.application_name;
+    expect(firstName).toBe(`${service.db.applicationNamePrefix}${before.database.generation}`);
+
+    // Under concurrent load, the normal pool opens up to DB_POOL_MAX connections.
+    const loaded = await concurrentLoad(30, POOL_MAX);
+    expect(loaded.length).toBeGreaterThan(MAINTENANCE_POOL_MAX);
+    expect(loaded.length).toBeLessThanOrEqual(POOL_MAX);
+    expect(new Set(loaded)).toEqual(new Set([firstName]));
+
+    await applied(service, await put(etcd, KEY, "true"));
+    const during = await getStats(service.app);
+    expect(during.maintenance).toBe(true);
+    expect(during.database.max).toBe(MAINTENANCE_POOL_MAX);
+    expect(during.database.generation).toBe(before.database.generation + 1);
+    expect(during.database.application_name).toBe(
+      `${service.db.applicationNamePrefix}${before.database.generation + 1}`,
+    );
+    // PostgreSQL lets the old client's backends go a moment after they are closed.
+    await waitFor(
+      `at most ${MAINTENANCE_POOL_MAX} open connection`,
+      async () => (await ours()).length <= MAINTENANCE_POOL_MAX,
+      3000,
+    );
+
+    let samples = 0;
+    let most = 0;
+    const names = new Set<string>();
+    const until = performance.now() + HOLD_MS;
+    while (performance.now() < until) {
+      const answers = await Promise.all([
+        ...Array.from({ length: 5 }, () => service.app.request("/health")),
+        ...Array.from({ length: 5 }, () => service.app.request("/stats")),
+      ]);
+      for (const answer of answers) expect(answer.status).toBe(200);
+      const open = await ours();
+      for (const name of open) names.add(name);
+      most = Math.max(most, open.length);
+      samples++;
+    }
+    expect(samples).toBeGreaterThan(10);
+    expect(most).toBeLessThanOrEqual(MAINTENANCE_POOL_MAX);
+    expect([...names]).toEqual([during.database.application_name]);
+    expect((await getStats(service.app)).database.open_connections).toBe(1);
+
+    await applied(service, await put(etcd, KEY, "false"));
+    const after = await getStats(service.app);
+    expect(after.maintenance).toBe(false);
+    expect(after.database.max).toBe(POOL_MAX);
+    expect(after.database.generation).toBe(during.database.generation + 1);
+    const thirdName = `${service.db.applicationNamePrefix}${during.database.generation + 1}`;
+    expect(after.database.application_name).toBe(thirdName);
+
+    const reloaded = await concurrentLoad(30, POOL_MAX);
+    expect(reloaded.length).toBeGreaterThan(MAINTENANCE_POOL_MAX);
+    expect(new Set(reloaded)).toEqual(new Set([thirdName]));
+  });
+
+  test("a request inside a slow query when maintenance begins completes with 200, while new requests get 503 at once", async () => {
+    const bob = await createUser(service.app, "Bob", "bob@example.com");
+    const before = await getStats(service.app);
+
+    lock = await lockUsersTable(database.url);
+    let answered = false;
+    const blocked = Promise.resolve(service.app.request(`/users/${bob.id}`)).then((response) => {
+      answered = true;
+      return response;
+    });
+    await waitForLockWaiters(database.sql, service.db.applicationNamePrefix, 1);
+
+    const revision = await put(etcd, KEY, "true");
+    await waitFor("the gate to close", () => Number(service.maintenance.status().revision) >= revision);
+
+    // The gate is closed, the admitted request still runs on the old pool.
+    const entering = await getStats(service.app);
+    expect(entering).toMatchObject({
+      maintenance: true,
+      maintenance_status: { enabled: true, phase: "entering" },
+      database: { generation: before.database.generation, max: POOL_MAX },
+      http: { in_flight: 1 },
+    });
+    for (const path of ["/users", `/users/${bob.id}`, `/users/${alice.id}`]) {
+      const started = performance.now();
+      const response = await service.app.request(path);
+      expect(performance.now() - started).toBeLessThan(250);
+      await expectMaintenance(response, path, RETRY_AFTER_SECONDS);
+    }
+    expect(answered).toBe(false);
+
+    await lock.release();
+    lock = undefined;
+    expect(await expectJson<UserJson>(await blocked, 200)).toEqual(bob);
+
+    await service.maintenance.settled();
+    const after = await getStats(service.app);
+    expect(after.maintenance_status.phase).toBe("maintenance");
+    expect(after.database).toMatchObject({ generation: before.database.generation + 1, max: MAINTENANCE_POOL_MAX });
+    expect(after.http.in_flight).toBe(0);
+    await waitFor(
+      `at most ${MAINTENANCE_POOL_MAX} open connection`,
+      async () => (await ours()).length <= MAINTENANCE_POOL_MAX,
+      3000,
+    );
+    // The drain ended because the request finished, not by timeout.
+    const [entered] = (await getStats(service.app)).maintenance_status.transitions;
+    expect(entered).toMatchObject({ kind: "enter", from_mode: "off", mode: "full", drained: true });
+  });
+});

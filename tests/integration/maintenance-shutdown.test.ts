@@ -1,0 +1,139 @@
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { TestEtcd } from "../helpers/etcd.ts";
+import { PROBLEM_TYPE_PREFIX, type UserJson } from "../helpers/http.ts";
+import {
+  expectMaintenance,
+  lockUsersTable,
+  put,
+  type Stats,
+  type TableLock,
+  waitForLockWaiters,
+} from "../helpers/maintenance.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
+import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
+setDefaultTimeout(30_000);
+
+const KEY = "/maintenance/shutdown-test";
+const DRAIN_TIMEOUT_MS = 3000;
+/** Spec bound on exiting after SIGTERM during a drain. */
+const EXIT_BOUND_MS = DRAIN_TIMEOUT_MS + 3000;
+/** Spec bound on exiting after SIGTERM in maintenance, when nothing runs. */
+const QUICK_EXIT_MS = 2000;
+
+let etcd: TestEtcd;
+let database: TestDatabase;
+const running = new Set<ServiceProcess>();
+let lock: TableLock | undefined;
+
+beforeAll(async () => {
+  etcd = await TestEtcd.start();
+  database = await createTestDatabase("mshutdown");
+});
+afterEach(async () => {
+  await lock?.release();
+  lock = undefined;
+  // A failed test must not leave its child behind.
+  for (const service of running) {
+    service.proc.kill("SIGKILL");
+    await service.exited;
+  }
+  running.clear();
+});
+afterAll(async () => {
+  await etcd?.stop();
+  await database?.drop();
+});
+
+/** Spawns `bun src/index.ts` following KEY and waits until it is healthy. */
+async function start(): Promise<ServiceProcess> {
+  await put(etcd, KEY, "false");
+  const service = await spawnService({
+    DATABASE_URL: database.url,
+    ETCD_ENDPOINTS: etcd.endpoint,
+    MAINTENANCE_KEY: KEY,
+    DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS),
+    LOG_LEVEL: "info",
+  });
+  running.add(service);
+  await waitForStatus(service, "/health", 200);
+  return service;
+}
+
+async function stats(service: ServiceProcess): Promise<Stats> {
+  const response = await fetch(`${service.baseUrl}/stats`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as Stats;
+}
+
+/** Sends SIGTERM and resolves with the exit code and how long the exit took. */
+async function terminate(service: ServiceProcess): Promise<{ code: number; ms: number }> {
+  const started = performance.now();
+  service.proc.kill("SIGTERM");
+  const timeout = Bun.sleep(20_000).then(() => "timeout" as const);
+  const code = await Promise.race([service.exited, timeout]);
+  if (code === "timeout") {
+    throw new Error(`process did not exit\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
+  }
+  running.delete(service);
+  return { code, ms: performance.now() - started };
+}
+
+const events = (service: ServiceProcess) => service.logLines().map((line) => String(line.event));
+
+describe("SIGTERM to bun src/index.ts", () => {
+  test("while entering maintenance with a request stuck in a query, it exits 0 within the drain timeout", async () => {
+    const service = await start();
+    const created = await fetch(`${service.baseUrl}/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Stuck Sam", email: "sam@example.com" }),
+    });
+    expect(created.status).toBe(201);
+    const sam = (await created.json()) as UserJson;
+    const prefix = (await stats(service)).database.application_name.replace(/\d+$/, "");
+
+    lock = await lockUsersTable(database.url);
+    const stuck = fetch(`${service.baseUrl}/users/${sam.id}`);
+    await waitForLockWaiters(database.sql, prefix, 1);
+
+    await put(etcd, KEY, "true");
+    await waitFor("the drain to begin", async () => (await stats(service)).maintenance_status.phase === "entering");
+    await expectMaintenance(await fetch(`${service.baseUrl}/users`), "/users", 60);
+    expect((await stats(service)).http.in_flight).toBe(1);
+
+    // The lock stays held: only the drain timeout can end the stuck request.
+    const { code, ms } = await terminate(service);
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(EXIT_BOUND_MS);
+
+    // The stuck request got an answer before the process went: a 503 problem, not a reset.
+    const answer = await stuck;
+    expect(answer.status).toBe(503);
+    expect(answer.headers.get("content-type")).toBe("application/problem+json");
+    expect(((await answer.json()) as { type: string }).type).toStartWith(PROBLEM_TYPE_PREFIX);
+
+    // The entry ended by the drain timeout, and the process stopped after it.
+    const seen = events(service);
+    const transition = service.logLines().find((line) => line.event === "maintenance.transition");
+    expect(transition).toMatchObject({ kind: "enter", from_mode: "off", mode: "full", drained: false });
+    expect(seen.indexOf("service.stopping")).toBeLessThan(seen.indexOf("maintenance.transition"));
+    expect(seen.at(-1)).toBe("service.stopped");
+    expect(service.stderr()).toBe("");
+  });
+
+  test("in maintenance, it exits 0 quickly", async () => {
+    const service = await start();
+    await put(etcd, KEY, "true");
+    await waitFor("maintenance", async () => (await stats(service)).maintenance_status.phase === "maintenance");
+    await expectMaintenance(await fetch(`${service.baseUrl}/users`), "/users", 60);
+
+    const { code, ms } = await terminate(service);
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(QUICK_EXIT_MS);
+    expect(events(service).at(-1)).toBe("service.stopped");
+    expect(service.stderr()).toBe("");
+  });
+});
