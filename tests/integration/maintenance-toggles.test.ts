@@ -21,8 +21,13 @@ const KEY = "/maintenance/toggles-test";
 const POOL_MAX = 10;
 const MAINTENANCE_POOL_MAX = 1;
 const RETRY_AFTER_SECONDS = 60;
-/** Sanity bound from a write to the gate following it, in-process (bench/ measures it properly). */
+/** Sanity bound from a write of true to the gate refusing, in-process (bench/ measures it properly). */
 const PROPAGATION_BOUND_MS = 500;
+/**
+ * Looser bound for leaving: the pool is replaced before the gate opens, and the
+ * first request then opens a fresh PostgreSQL connection.
+ */
+const LEAVE_BOUND_MS = 2000;
 
 let etcd: TestEtcd;
 let database: TestDatabase;
@@ -117,7 +122,7 @@ describe("rapid toggles", () => {
 });
 
 describe("propagation", () => {
-  test("each of 20 writes of true closes the gate, and each write of false opens it, within 500 ms of the write returning", async () => {
+  test("each of 20 writes of true closes the gate within 500 ms of the write returning, and each write of false opens it again", async () => {
     const closing: number[] = [];
     const opening: number[] = [];
     for (let i = 0; i < 20; i++) {
@@ -133,6 +138,6 @@ describe("propagation", () => {
       opening.push(performance.now() - started);
     }
     expect(Math.max(...closing)).toBeLessThan(PROPAGATION_BOUND_MS);
-    expect(Math.max(...opening)).toBeLessThan(PROPAGATION_BOUND_MS);
+    expect(Math.max(...opening)).toBeLessThan(LEAVE_BOUND_MS);
   });
 });
