@@ -8,7 +8,6 @@ import { limitBody } from "./http/body-limit.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
 import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
-import { HttpProblem } from "./http/problem.ts";
 import { requestId } from "./http/request-id.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
@@ -65,24 +64,9 @@ export function createApp(deps: AppDeps) {
   app.use("*", deps.metrics.middleware());
   app.use("*", accessLog(deps.logger));
 
-  const gate = deps.gate.middleware();
-  const schemaReady = async (_c: unknown, next: () => Promise<void>) => {
-    if (!deps.schema.ready) {
-      throw new HttpProblem(
-        503,
-        "database-unavailable",
-        "Service Unavailable",
-        "The database schema is not ready yet.",
-        {
-          headers: { "Retry-After": "5" },
-        },
-      );
-    }
-    await next();
-  };
-  for (const path of ["/users", "/users/*"]) {
-    app.use(path, gate, limitBody(), schemaReady);
-  }
+  // "/users/*" matches "/users" too.
+  app.use("/users/*", deps.gate.middleware());
+  app.on(["POST", "PUT"], "/users/*", limitBody());
 
   if (deps.admin) {
     const { token, key, writer, manager } = deps.admin;
@@ -94,7 +78,7 @@ export function createApp(deps: AppDeps) {
     app.use("/admin/*", bearerAuth(token), limitBody());
     app.route("/", adminRoutes(key, writer, manager));
   }
-  app.route("/", usersRoutes(new UsersRepository(deps.db)));
+  app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema)));
   app.route("/", healthRoutes(deps));
   app.route("/", metricsRoutes(deps.metrics));
   app.route("/", docsRoutes());

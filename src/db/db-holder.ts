@@ -1,6 +1,6 @@
 import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
-import { sleep } from "../util/sleep.ts";
+import { within } from "../util/sleep.ts";
 import type { ConnectionTarget } from "./dsn.ts";
 import { DatabaseReadOnlyError, DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
 
@@ -39,6 +39,8 @@ interface Generation {
   readonly createdAt: number;
   /** Work running on this client, each with its deadline. */
   readonly runs: Set<PendingRun>;
+  /** Called when `runs` empties, while the client is being retired. */
+  onIdle: (() => void) | null;
   /** When a query last failed for want of a connection, and when one last succeeded (epoch ms). */
   lastConnectionError: number;
   lastSuccess: number;
@@ -54,6 +56,8 @@ interface PendingRun {
 
 /** A client is replaced after a connection failure at most this often. */
 const RECYCLE_INTERVAL_MS = 1000;
+/** Longest an observation query (`openConnections`) may wait: /stats must not hang on a saturated pool. */
+const OBSERVATION_TIMEOUT_MS = 2000;
 /** How often deadlines and failed clients are checked. */
 const SWEEP_INTERVAL_MS = 250;
 
@@ -172,6 +176,7 @@ export class DbHolder {
       throw error;
     } finally {
       if (run) generation.runs.delete(run);
+      if (generation.runs.size === 0) generation.onIdle?.();
     }
   }
 
@@ -187,7 +192,7 @@ export class DbHolder {
       (sql) =>
         sql<{ open: number }[]>`
           select count(*)::int as open from pg_stat_activity where starts_with(application_name, ${prefix})`,
-      { idempotent: true },
+      { idempotent: true, timeoutMs: OBSERVATION_TIMEOUT_MS },
     );
     return row?.open ?? 0;
   }
@@ -214,7 +219,9 @@ export class DbHolder {
    * Replaces the client with a new one of the given shape. New queries go to
    * the new client at once; the old one is ended after its in-flight queries
    * finish (waiting at most `drainTimeoutMs`, then `end({timeout})` cuts the
-   * rest). Resolves true when the old client's queries all finished in time.
+   * rest). The swap happens before this returns its promise, which resolves
+   * (true when the old client's queries all finished in time) once the old
+   * client has ended.
    *
    * We wait for our own in-flight count before `end()` because postgres.js
    * resolves `end()` while queries are still queued and then reopens a
@@ -269,12 +276,17 @@ export class DbHolder {
 
   private async retire(generation: Generation, drainTimeoutMs: number): Promise<boolean> {
     this.retiring.add(generation);
-    const deadline = Date.now() + drainTimeoutMs;
-    while (generation.runs.size > 0 && Date.now() < deadline) await sleep(10);
+    if (generation.runs.size > 0) {
+      const idle = new Promise<void>((resolve) => {
+        generation.onIdle = resolve;
+      });
+      await within(idle, drainTimeoutMs, undefined);
+      generation.onIdle = null;
+    }
     const drained = generation.runs.size === 0;
     // end() without a timeout can hang after a connection error (porsager/postgres#1097),
     // so it gets one, and is raced against our own timer as well.
-    await Promise.race([generation.sql.end({ timeout: END_GRACE_SECONDS }), sleep(END_GRACE_SECONDS * 1000 + 1000)]);
+    await within(generation.sql.end({ timeout: END_GRACE_SECONDS }), END_GRACE_SECONDS * 1000 + 1000, undefined);
     // end() rejects the queries on its connections, not those still queued for one.
     for (const run of generation.runs) run.abort(new DatabaseUnavailableError("database client ended"));
     this.retiring.delete(generation);
@@ -326,6 +338,7 @@ export class DbHolder {
       sql,
       createdAt: Date.now(),
       runs: new Set(),
+      onIdle: null,
       lastConnectionError: 0,
       lastSuccess: 0,
     };

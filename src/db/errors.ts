@@ -6,6 +6,14 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/** The schema has not been migrated yet (the database has not answered since start); clients get 503. */
+export class SchemaNotReadyError extends Error {
+  constructor() {
+    super("the database schema is not ready yet");
+    this.name = "SchemaNotReadyError";
+  }
+}
+
 /**
  * PostgreSQL refused a write because the session is read-only (SQLSTATE 25006):
  * a write reached a read-only maintenance pool. Clients get 503.

@@ -1,6 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DatabaseReadOnlyError, DatabaseUnavailableError } from "../db/errors.ts";
+import { DatabaseReadOnlyError, DatabaseUnavailableError, SchemaNotReadyError } from "../db/errors.ts";
 import { describeError, type Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { HttpProblem, problemResponse } from "./problem.ts";
@@ -32,6 +32,17 @@ function toProblem(error: unknown, c: Context<AppEnv>, logger: Logger): HttpProb
       "database-unavailable",
       "Service Unavailable",
       "The database is not reachable right now.",
+      {
+        headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
+      },
+    );
+  }
+  if (error instanceof SchemaNotReadyError) {
+    return new HttpProblem(
+      503,
+      "database-unavailable",
+      "Service Unavailable",
+      "The database schema is not ready yet.",
       {
         headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
       },

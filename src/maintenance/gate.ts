@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { HttpProblem } from "../http/problem.ts";
 import { secretMatcher } from "../http/secret.ts";
-import { sleep } from "../util/sleep.ts";
+import { within } from "../util/sleep.ts";
 import type { Mode } from "./value.ts";
 
 /** What the gate lets through, and what it tells those it refuses. */
@@ -35,6 +35,8 @@ export class Gate {
   private window: string | null = null;
   private running = 0;
   private refused = 0;
+  /** Drains waiting for `running` to reach 0. */
+  private idleWaiters: (() => void)[] = [];
   private readonly bypass: ((given: string) => boolean) | null;
 
   constructor(bypassToken: string | null = null) {
@@ -81,8 +83,15 @@ export class Gate {
    * `signal` aborts. Returns true when drained.
    */
   async drain(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.running > 0 && Date.now() < deadline && !signal?.aborted) await sleep(5, signal);
+    if (this.running === 0) return true;
+    let wake: () => void = () => {};
+    const idle = new Promise<void>((resolve) => {
+      wake = resolve;
+      this.idleWaiters.push(resolve);
+    });
+    const aborted = new Promise<void>((resolve) => signal?.addEventListener("abort", () => resolve(), { once: true }));
+    await within(signal?.aborted ? Promise.resolve() : Promise.race([idle, aborted]), timeoutMs, undefined);
+    this.idleWaiters = this.idleWaiters.filter((waiter) => waiter !== wake);
     return this.running === 0;
   }
 
@@ -108,7 +117,7 @@ export class Gate {
       try {
         await next();
       } finally {
-        this.running--;
+        if (--this.running === 0 && this.idleWaiters.length > 0) for (const wake of this.idleWaiters) wake();
         // After next(): headers set before it are lost when the route fails and onError builds the response.
         if (bypassed) c.header(BYPASSED_HEADER, "true");
         if (this.window) c.header(WINDOW_HEADER, this.window);

@@ -28,7 +28,10 @@ export interface KeySource {
   source: MaintenanceSource;
 }
 
-/** The pool part of the manager's participants; a DbHolder in the service. */
+/**
+ * The pool part of the manager's participants; a DbHolder in the service.
+ * `reconnect` must swap to the new shape before returning its promise.
+ */
 export type PoolResizer = Pick<DbHolder, "reconnect" | "shape">;
 
 /** Status, plus a way to wait until a written revision has been seen. */
@@ -304,7 +307,11 @@ export class MaintenanceManager implements MaintenanceObserver {
         const shape = this.shapeFor(effective.mode);
         if (!sameShape(this.pool.shape, shape)) {
           this.phase = want > 0 ? "entering" : "leaving";
-          drained = (await this.pool.reconnect(shape, this.remaining(started))) && drained;
+          // reconnect() swaps at once. Into maintenance, the step is done when the old, larger
+          // client has ended; out of it, the new client serves now and the small one ends behind.
+          const retired = this.pool.reconnect(shape, this.remaining(started));
+          if (want > 0) drained = (await retired) && drained;
+          else void retired;
           continue;
         }
         if (want < have) {

@@ -1,11 +1,12 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { DbHolder } from "../db/db-holder.ts";
 import type { AppEnv } from "../http/context.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceManager } from "../maintenance/manager.ts";
+import { RequestMetrics } from "./request-metrics.ts";
 
 /** What the metrics read at scrape time. */
 export interface MetricsDeps {
@@ -25,27 +26,15 @@ const MODES = ["off", "read-only", "full"] as const;
 const SOURCE_STATES = ["connected", "connecting", "unavailable"] as const;
 
 /**
- * The service's metrics. Request metrics are counted as requests pass; the rest
- * is read from the gate, the maintenance manager and the pool when Prometheus
- * scrapes, so the hot path does nothing for them.
+ * The service's metrics. Request metrics are counted as requests pass, into
+ * plain numbers; the rest is read from the gate, the maintenance manager and the
+ * pool when Prometheus scrapes, so the hot path does nothing for them.
  */
 export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
   const registry = new Registry();
   const registers = [registry];
-  const requests = new Counter({
-    name: "http_requests_total",
-    help: "HTTP requests answered, by method, route pattern and status.",
-    labelNames: ["method", "route", "status"] as const,
-    registers,
-  });
-  const duration = new Histogram({
-    name: "http_request_duration_seconds",
-    help: "HTTP request latency, by method, route pattern and status.",
-    labelNames: ["method", "route", "status"] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers,
-  });
-  const inFlight = new Gauge({ name: "http_requests_in_flight", help: "HTTP requests being handled.", registers });
+  const requests = new RequestMetrics();
+  requests.register(registry);
 
   new Gauge({
     name: "maintenance_enabled",
@@ -122,33 +111,16 @@ export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
     },
   });
 
-  // One child per label set, found without building prom-client's label hash on every request.
-  const children = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
-  const child = (method: string, route: string, status: string) => {
-    const key = `${method} ${route} ${status}`;
-    let found = children.get(key);
-    if (!found) {
-      const labels = { method, route, status };
-      const counter = requests.labels(labels);
-      const histogram = duration.labels(labels);
-      found = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
-      children.set(key, found);
-    }
-    return found;
-  };
-
   return {
     registry,
     middleware: () => async (c, next) => {
       const started = performance.now();
-      inFlight.inc();
+      requests.inFlight++;
       try {
         await next();
       } finally {
-        inFlight.dec();
-        const metric = child(c.req.method, routePattern(c), String(c.res.status));
-        metric.count();
-        metric.observe((performance.now() - started) / 1000);
+        requests.inFlight--;
+        requests.record(c.req.method, routePattern(c), c.res.status, (performance.now() - started) / 1000);
       }
     },
   };

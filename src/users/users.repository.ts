@@ -1,5 +1,6 @@
 import type { DbHolder } from "../db/db-holder.ts";
-import { errorCode } from "../db/errors.ts";
+import { errorCode, SchemaNotReadyError } from "../db/errors.ts";
+import type { SchemaStatus } from "../db/migrate.ts";
 import type { User, UserInput } from "./users.schemas.ts";
 
 /** Another user already has this email (compared ignoring case). */
@@ -18,13 +19,18 @@ export interface UserPage {
 
 /**
  * SQL for the users table. Asks the {@link DbHolder} for the current client on
- * every call, so a pool swap applies to the next query.
+ * every call, so a pool swap applies to the next query; refuses to run before
+ * the schema is migrated.
  */
 export class UsersRepository {
-  constructor(private readonly db: DbHolder) {}
+  constructor(
+    private readonly db: DbHolder,
+    private readonly schema: SchemaStatus,
+  ) {}
 
   /** Users with `id > after`, at most `limit`, by id: a keyset page costing the same at any depth. */
   async list(limit: number, after = 0): Promise<UserPage> {
+    this.ensureReady();
     const rows = await this.db.run(
       (sql) => sql<User[]>`
         SELECT id, name, email, created_at, updated_at FROM users
@@ -36,6 +42,7 @@ export class UsersRepository {
 
   /** The user with `id`, or undefined. */
   async get(id: number): Promise<User | undefined> {
+    this.ensureReady();
     const [user] = await this.db.run(
       (sql) => sql<User[]>`SELECT id, name, email, created_at, updated_at FROM users WHERE id = ${id}`,
       { idempotent: true },
@@ -45,6 +52,7 @@ export class UsersRepository {
 
   /** Inserts a user; throws {@link EmailTakenError} when the email is in use. */
   async create(input: UserInput): Promise<User> {
+    this.ensureReady();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         (sql) => sql<User[]>`
@@ -62,6 +70,7 @@ export class UsersRepository {
    * see milliseconds and two changes within one must not show the same time.
    */
   async update(id: number, input: UserInput): Promise<User | undefined> {
+    this.ensureReady();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         // clock_timestamp(), not CURRENT_TIMESTAMP: the time of this change, not of the transaction.
@@ -79,8 +88,13 @@ export class UsersRepository {
 
   /** Deletes a user; false when there was none. */
   async delete(id: number): Promise<boolean> {
+    this.ensureReady();
     const result = await this.db.run((sql) => sql`DELETE FROM users WHERE id = ${id}`);
     return result.count > 0;
+  }
+
+  private ensureReady(): void {
+    if (!this.schema.ready) throw new SchemaNotReadyError();
   }
 
   private async uniqueEmail<T>(email: string, write: () => Promise<T>): Promise<T> {
