@@ -1,0 +1,89 @@
+/**
+ * `bun bench/ablation.ts`: prices each layer of the service's request path.
+ * Interleaved rounds (as in run.ts) against the baseline, each cumulative
+ * variant of bench/variants.ts, and the real service, all on one fresh
+ * database. Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (32),
+ * ABLATION_WORKLOADS (read,write), BENCH_OUT (bench/out).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type Child,
+  fmt,
+  freePort,
+  knob,
+  log,
+  median,
+  ROOT,
+  runMain,
+  spawnBun,
+  startStack,
+  table,
+  type Workload,
+  waitForStatus,
+} from "./lib.ts";
+import { type Plan, type Sample, throughput, throughputReport } from "./throughput.ts";
+
+const VARIANTS = ["holder", "openapi", "requestid", "metrics", "accesslog", "gate"];
+const OUT = process.env.BENCH_OUT ?? join(ROOT, "bench/out");
+const PLAN: Plan = {
+  rounds: knob("BENCH_ROUNDS", 3),
+  seconds: knob("BENCH_SECONDS", 10),
+  workloads: (process.env.ABLATION_WORKLOADS ?? "read,write").split(",") as Workload[],
+};
+
+/**
+ * Each rung's median CPU time per request in its own process (what the layer
+ * costs; stable on a shared machine), what it adds to the rung above, and its
+ * median req/s (noisy there).
+ */
+function ladder(samples: Sample[], names: string[]): string {
+  return PLAN.workloads
+    .map((workload) => {
+      const runs = names.map((name) => samples.filter((s) => s.target === name && s.workload === workload));
+      const cpu = runs.map((r) => median(r.map((s) => (s.cpu.target * 1e6) / s.rps)));
+      const rps = runs.map((r) => median(r.map((s) => s.rps)));
+      const rows = names.map((name, i) => [
+        name,
+        fmt(cpu[i] as number, 0),
+        i === 0 ? "" : fmt((cpu[i] as number) - (cpu[i - 1] as number), 0),
+        fmt((cpu[i] as number) - (cpu[0] as number), 0),
+        fmt(rps[i] as number, 0),
+        fmt((rps[i] as number) / (rps[0] as number), 3),
+      ]);
+      const head = ["rung", "CPU µs/req", "added µs", "vs baseline µs", "req/s", "req/s ratio"];
+      return `#### ${workload}\n\n${table(head, rows)}\n`;
+    })
+    .join("\n");
+}
+
+await runMain(async () => {
+  const { url, logDir, service } = await startStack();
+  const baseline = spawnBun(
+    "baseline",
+    ["bench/baseline.ts"],
+    { DATABASE_URL: url, PORT: String(await freePort()) },
+    logDir,
+  );
+  const variants: Child[] = [];
+  for (const variant of VARIANTS) {
+    const env = { DATABASE_URL: url, PORT: String(await freePort()), VARIANT: variant, LOG_LEVEL: "warn" };
+    variants.push(spawnBun(variant, ["bench/variants.ts"], env, logDir));
+  }
+  for (const child of [baseline, ...variants]) await waitForStatus(child, "/users/1", [200]);
+  const targets = [baseline, ...variants, service];
+  const samples = await throughput(targets, PLAN);
+  const names = targets.map((t) => t.name);
+  const report = [
+    `## Ablation of ${new Date().toISOString()}\n`,
+    "### Ladder (each rung adds to the one above)\n",
+    ladder(samples, names),
+    "### Throughput\n",
+    throughputReport(samples, "baseline", PLAN),
+  ].join("\n");
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(join(OUT, "ablation.md"), report);
+  writeFileSync(join(OUT, "ablation.json"), JSON.stringify(samples, null, 2));
+  console.log(report);
+  log(`written to ${join(OUT, "ablation.md")}`);
+});
