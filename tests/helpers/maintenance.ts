@@ -1,6 +1,7 @@
 import { expect } from "bun:test";
 import postgres from "postgres";
 import { type Logger, silentLogger } from "../../src/logger.ts";
+import type { MaintenanceStatus, RejectedValue, SourceStatus } from "../../src/maintenance/status.ts";
 import { type Service, startService } from "../../src/service.ts";
 import type { TestEtcd } from "./etcd.ts";
 import { type ExpectedProblem, expectProblem, type Requester } from "./http.ts";
@@ -137,33 +138,10 @@ export interface Health {
   timestamp: string;
 }
 
-export interface SourceJson {
-  kind: "etcd" | "memory";
-  status: "connected" | "connecting" | "unavailable";
-  last_confirmed_at: string | null;
-  stale_seconds: number | null;
-  last_error: string | null;
-}
-
-export interface RejectedJson {
-  key: string;
-  value: string;
-  revision: string;
-  at: string;
-}
-
-export interface MaintenanceStatusJson {
-  enabled: boolean;
-  phase: "serving" | "entering" | "maintenance" | "leaving";
-  reason: string | null;
-  since: string | null;
-  retry_after_seconds: number | null;
-  key: string;
-  revision: string | null;
-  source: SourceJson;
-  rejected: RejectedJson | null;
-  transitions: { kind: string; from_mode: string; mode: string; drained: boolean; drain_ms: number; ms: number }[];
-}
+/** The service's own types describe its JSON. */
+export type SourceJson = SourceStatus;
+export type RejectedJson = RejectedValue;
+export type MaintenanceStatusJson = MaintenanceStatus;
 
 /** Connections whose application_name starts with `prefix`, by name, as pg_stat_activity lists them. */
 export async function connectionsOf(sql: postgres.Sql, prefix: string): Promise<string[]> {
