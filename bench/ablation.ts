@@ -24,7 +24,7 @@ import {
 } from "./lib.ts";
 import { type Plan, type Sample, throughput, throughputReport } from "./throughput.ts";
 
-const VARIANTS = ["holder", "openapi", "requestid", "metrics", "accesslog", "gate"];
+const VARIANTS = ["holder", "openapi", "observe", "gate"];
 const OUT = process.env.BENCH_OUT ?? join(ROOT, "bench/out");
 const PLAN: Plan = {
   rounds: knob("BENCH_ROUNDS", 3),

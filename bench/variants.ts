@@ -3,10 +3,8 @@
  * price each layer (bench/ablation.ts). VARIANT (cumulative, each adds to the one before):
  *   holder    bare Hono, queries through src's UsersRepository + DbHolder (no validation)
  *   openapi   OpenAPIHono + src's usersRoutes: zod validation, toJson, error handler
- *   requestid + requestId() middleware
- *   metrics   + src's Prometheus request metrics middleware
- *   accesslog + accessLog() middleware (logger at LOG_LEVEL, default warn)
- *   gate      + gate, limitBody and schema check on /users: the service's middleware stack
+ *   observe   + src's observeRequests middleware: request id, request metrics, access log (at LOG_LEVEL)
+ *   gate      + the gate on /users and the body limit on POST/PUT: the service's middleware stack
  *
  *   VARIANT=openapi PORT=8082 DATABASE_URL=postgres://... bun bench/variants.ts
  */
@@ -15,19 +13,18 @@ import { Hono } from "hono";
 import { loadConfig } from "../src/config.ts";
 import { DbHolder } from "../src/db/db-holder.ts";
 import { parseDatabaseUrl } from "../src/db/dsn.ts";
-import { accessLog } from "../src/http/access-log.ts";
 import { limitBody } from "../src/http/body-limit.ts";
 import type { AppEnv } from "../src/http/context.ts";
 import { errorHandler, notFound } from "../src/http/errors.ts";
+import { observeRequests } from "../src/http/observe.ts";
 import { validationHook } from "../src/http/openapi.ts";
-import { requestId } from "../src/http/request-id.ts";
 import { createLogger } from "../src/logger.ts";
 import { Gate } from "../src/maintenance/gate.ts";
 import { createMetrics, type MetricsDeps } from "../src/metrics/metrics.ts";
 import { usersRoutes } from "../src/users/users.handlers.ts";
 import { UsersRepository } from "../src/users/users.repository.ts";
 
-const VARIANTS = ["holder", "openapi", "requestid", "metrics", "accesslog", "gate"] as const;
+const VARIANTS = ["holder", "openapi", "observe", "gate"] as const;
 const variant = process.env.VARIANT ?? "holder";
 const level = VARIANTS.indexOf(variant as (typeof VARIANTS)[number]);
 if (level < 0) throw new Error(`VARIANT must be one of ${VARIANTS.join(", ")}`);
@@ -54,20 +51,14 @@ function buildApp() {
   }
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const gate = new Gate();
-  if (level >= 2) app.use("*", requestId());
-  if (level >= 3) {
+  if (level >= 2) {
     // The maintenance part is read only when /metrics is scraped, which the benchmark never does.
     const maintenance = {} as MetricsDeps["maintenance"];
-    app.use("*", createMetrics({ db, gate, maintenance }).middleware());
+    app.use("*", observeRequests(logger, createMetrics({ db, gate, maintenance })));
   }
-  if (level >= 4) app.use("*", accessLog(logger));
-  if (level >= 5) {
-    const schema = { ready: true };
-    const schemaReady = async (_c: unknown, next: () => Promise<void>) => {
-      if (!schema.ready) throw new Error("schema not ready");
-      await next();
-    };
-    for (const path of ["/users", "/users/*"]) app.use(path, gate.middleware(), limitBody(), schemaReady);
+  if (level >= 3) {
+    app.use("/users/*", gate.middleware());
+    app.on(["POST", "PUT"], "/users/*", limitBody());
   }
   app.route("/", usersRoutes(users));
   app.onError(errorHandler(logger));

@@ -3,12 +3,11 @@ import { ADMIN_SECURITY_SCHEME, adminRoutes } from "./admin/admin.routes.ts";
 import { bearerAuth } from "./admin/bearer-auth.ts";
 import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
-import { accessLog } from "./http/access-log.ts";
 import { limitBody } from "./http/body-limit.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
+import { observeRequests } from "./http/observe.ts";
 import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
-import { requestId } from "./http/request-id.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
@@ -60,9 +59,7 @@ export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.openAPIRegistry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
 
-  app.use("*", requestId());
-  app.use("*", deps.metrics.middleware());
-  app.use("*", accessLog(deps.logger));
+  app.use("*", observeRequests(deps.logger, deps.metrics));
 
   // "/users/*" matches "/users" too.
   app.use("/users/*", deps.gate.middleware());

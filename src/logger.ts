@@ -5,6 +5,8 @@ export type LogFields = Record<string, unknown>;
 
 /** Structured logger: one JSON object per line, `event` naming what happened. */
 export interface Logger {
+  /** Whether lines at `level` are written: lets a hot path skip building fields. */
+  enabled(level: LogLevel): boolean;
   debug(event: string, fields?: LogFields): void;
   info(event: string, fields?: LogFields): void;
   warn(event: string, fields?: LogFields): void;
@@ -22,7 +24,13 @@ export function createLogger(level: LogLevel, write: (line: string) => void = co
     if (rank[at] < rank[level]) return;
     write(JSON.stringify({ time: new Date().toISOString(), level: at, event, ...fields }));
   };
-  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+  return {
+    enabled: (at) => rank[at] >= rank[level],
+    debug: emit("debug"),
+    info: emit("info"),
+    warn: emit("warn"),
+    error: emit("error"),
+  };
 }
 
 /** A logger that drops everything, for tests that do not read logs. */

@@ -38,7 +38,7 @@ interface Generation {
   readonly sql: Sql;
   readonly createdAt: number;
   /** Work running on this client, each with its deadline. */
-  readonly runs: Set<PendingRun>;
+  readonly runs: Set<PendingRun<unknown>>;
   /** Called when `runs` empties, while the client is being retired. */
   onIdle: (() => void) | null;
   /** When a query last failed for want of a connection, and when one last succeeded (epoch ms). */
@@ -46,13 +46,32 @@ interface Generation {
   lastSuccess: number;
 }
 
-/** One call of {@link DbHolder.run} waiting on a client. */
-interface PendingRun {
-  /** Epoch ms after which it is given up. */
-  readonly deadline: number;
+/** One call of {@link DbHolder.run} waiting on a client, and how to give it up. */
+class PendingRun<T> {
+  /** Settles with the query, or rejects early when aborted. */
+  readonly settled: Promise<T>;
+  private reject: (error: unknown) => void = () => {};
+
+  constructor(
+    private readonly query: Promise<T>,
+    /** Epoch ms after which it is given up. */
+    readonly deadline: number,
+  ) {
+    this.settled = new Promise<T>((resolve, reject) => {
+      this.reject = reject;
+      query.then(resolve, reject);
+    });
+  }
+
   /** Rejects the caller with `error` and cancels the query (removed from the queue if not yet sent). */
-  abort(error: Error): void;
+  abort(error: Error): void {
+    const cancel = (this.query as { cancel?: () => unknown }).cancel;
+    if (cancel) Promise.resolve(cancel.call(this.query)).catch(() => {});
+    this.reject(error);
+  }
 }
+
+const NO_OPTIONS: RunOptions = {};
 
 /** A client is replaced after a connection failure at most this often. */
 const RECYCLE_INTERVAL_MS = 1000;
@@ -129,55 +148,47 @@ export class DbHolder {
    * {@link DatabaseUnavailableError}; an idempotent read that meets a connection
    * closed under it (the first query after a PostgreSQL restart) is retried once.
    */
-  async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = {}): Promise<T> {
+  async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = NO_OPTIONS): Promise<T> {
     try {
       return await this.runOnce(work, options);
     } catch (error) {
-      if (options.idempotent && isStaleConnection(error)) {
-        this.options.logger.info("db.retry_after_stale_connection", describeError(error));
-        try {
-          return await this.runOnce(work, options);
-        } catch (retryError) {
-          throw translate(retryError);
-        }
+      if (!options.idempotent || !isStaleConnection(error)) throw translate(error);
+      this.options.logger.info("db.retry_after_stale_connection", describeError(error));
+      try {
+        return await this.runOnce(work, options);
+      } catch (retryError) {
+        throw translate(retryError);
       }
-      throw translate(error);
     }
   }
 
-  private async runOnce<T>(work: (sql: Sql) => Promise<T>, options: RunOptions): Promise<T> {
+  /** One attempt on the current client, given up at its deadline. Not async: one promise per query, not three. */
+  private runOnce<T>(work: (sql: Sql) => Promise<T>, options: RunOptions): Promise<T> {
     const generation = this.current;
     this.queriesTotal++;
-    let run: PendingRun | undefined;
-    const settled = new Promise<T>((resolve, reject) => {
-      const pending = work(generation.sql);
-      run = {
-        deadline: Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs),
-        abort: (error) => {
-          // A postgres.js query not yet sent leaves the queue; a running one is cancelled on the server.
-          const cancel = (pending as { cancel?: () => unknown }).cancel;
-          if (cancel) Promise.resolve(cancel.call(pending)).catch(() => {});
-          reject(error);
-        },
-      };
-      pending.then(resolve, reject);
-    });
-    if (run) generation.runs.add(run);
-    try {
-      const result = await settled;
-      generation.lastSuccess = Date.now();
-      return result;
-    } catch (error) {
-      this.queryErrorsTotal++;
-      if (isConnectionError(error)) {
-        generation.lastConnectionError = Date.now();
-        this.recycle(generation);
-      }
-      throw error;
-    } finally {
-      if (run) generation.runs.delete(run);
-      if (generation.runs.size === 0) generation.onIdle?.();
-    }
+    const run = new PendingRun(work(generation.sql), Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
+    generation.runs.add(run);
+    return run.settled.then(
+      (result) => {
+        generation.lastSuccess = Date.now();
+        this.finished(generation, run);
+        return result;
+      },
+      (error: unknown) => {
+        this.queryErrorsTotal++;
+        if (isConnectionError(error)) {
+          generation.lastConnectionError = Date.now();
+          this.recycle(generation);
+        }
+        this.finished(generation, run);
+        throw error;
+      },
+    );
+  }
+
+  private finished(generation: Generation, run: PendingRun<unknown>): void {
+    generation.runs.delete(run);
+    if (generation.runs.size === 0) generation.onIdle?.();
   }
 
   /**

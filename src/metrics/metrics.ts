@@ -1,5 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context } from "hono";
 import { matchedRoutes } from "hono/route";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { DbHolder } from "../db/db-holder.ts";
@@ -15,11 +15,13 @@ export interface MetricsDeps {
   maintenance: Pick<MaintenanceManager, "status" | "transitionCounts">;
 }
 
-/** Prometheus metrics of one service instance, and the middleware that counts requests. */
+/** Prometheus metrics of one service instance, and the calls that count requests. */
 export interface Metrics {
   registry: Registry;
-  /** Counts every request and its latency, by method, route pattern and status. */
-  middleware(): MiddlewareHandler<AppEnv>;
+  /** A request began. */
+  requestStarted(): void;
+  /** A request was answered after `seconds`: counted by method, route pattern and status. */
+  requestFinished(c: Context, seconds: number): void;
 }
 
 const MODES = ["off", "read-only", "full"] as const;
@@ -113,15 +115,12 @@ export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
 
   return {
     registry,
-    middleware: () => async (c, next) => {
-      const started = performance.now();
+    requestStarted: () => {
       requests.inFlight++;
-      try {
-        await next();
-      } finally {
-        requests.inFlight--;
-        requests.record(c.req.method, routePattern(c), c.res.status, (performance.now() - started) / 1000);
-      }
+    },
+    requestFinished: (c, seconds) => {
+      requests.inFlight--;
+      requests.record(c.req.method, routePattern(c), c.res.status, seconds);
     },
   };
 }
