@@ -28,7 +28,7 @@ export interface Service {
 }
 
 /** Where maintenance state is read from, and how the admin API writes it. */
-export interface MaintenanceBackend {
+interface MaintenanceBackend {
   /** The service's own key first, then the fleet key. */
   keys: KeySource[];
   /** Writes the service's own key. */
@@ -37,20 +37,13 @@ export interface MaintenanceBackend {
   etcd: Etcd3 | null;
 }
 
-/** Replaceable parts, for tests. */
-export interface ServiceOptions {
-  instanceId?: string;
-  /** By default the configured one (etcd, or in-process for ETCD_ENDPOINTS=memory). */
-  backend?: MaintenanceBackend;
-}
-
 /** A short random id distinguishing this process's connections and logs. */
-export function newInstanceId(): string {
+function newInstanceId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The maintenance backend `config` names: etcd, or an in-process key. */
-export function createBackend(config: Config, logger: Logger): MaintenanceBackend {
+function createBackend(config: Config, logger: Logger): MaintenanceBackend {
   const { key, globalKey } = config.maintenance;
   if (config.maintenanceSource === "memory") {
     // One process, no fleet: the in-process key stands alone.
@@ -107,9 +100,9 @@ function acknowledge(
  * work (migrations, following the maintenance key). Runtime-neutral: the entry
  * adds the listener and signals.
  */
-export function startService(config: ServerConfig, logger: Logger, options: ServiceOptions = {}): Service {
+export function startService(config: ServerConfig, logger: Logger): Service {
   const stopping = new AbortController();
-  const instanceId = options.instanceId ?? newInstanceId();
+  const instanceId = newInstanceId();
   const db = new DbHolder(config.database, {
     max: config.db.poolMax,
     connectTimeoutMs: config.db.connectTimeoutMs,
@@ -120,7 +113,7 @@ export function startService(config: ServerConfig, logger: Logger, options: Serv
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
   const gate = new Gate(config.maintenance.bypassToken);
-  const backend = options.backend ?? createBackend(config, logger);
+  const backend = createBackend(config, logger);
   const maintenance = new MaintenanceManager(
     {
       poolMax: config.db.poolMax,
