@@ -4,16 +4,11 @@ import { sleep } from "../util/sleep.ts";
 import type { MaintenanceSource, Observation } from "./source.ts";
 import type { SourceStatus } from "./status.ts";
 
-/** Timing of {@link EtcdSource}; the defaults suit production, tests shorten them. */
-export interface EtcdSourceTiming {
-  /** Interval of the safety-net linearizable GET. */
-  resyncIntervalMs: number;
-  /** First and longest wait between attempts while etcd does not answer. */
-  retryMinMs: number;
-  retryMaxMs: number;
-}
-
-const DEFAULT_TIMING: EtcdSourceTiming = { resyncIntervalMs: 30_000, retryMinMs: 100, retryMaxMs: 2000 };
+/** Interval of the safety-net linearizable GET. */
+const RESYNC_INTERVAL_MS = 30_000;
+/** First and longest wait between attempts while etcd does not answer. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2000;
 
 /**
  * Watches one etcd key and reports its value, level-triggered:
@@ -22,12 +17,11 @@ const DEFAULT_TIMING: EtcdSourceTiming = { resyncIntervalMs: 30_000, retryMinMs:
  *   events in its resume window;
  * - a watch cancelled by etcd (compaction) never recovers in etcd3 1.1.2, so
  *   it is rebuilt from a fresh GET, with backoff;
- * - a linearizable GET every `resyncIntervalMs` reconciles as a safety net.
+ * - a linearizable GET every 30 s reconciles as a safety net.
  * While etcd is unreachable the last value stands, reported as stale.
  */
 export class EtcdSource implements MaintenanceSource {
   private readonly stopping = new AbortController();
-  private readonly timing: EtcdSourceTiming;
   private listener: ((observation: Observation) => void) | undefined;
   private lastRevision = -1;
   private state: SourceStatus["status"] = "connecting";
@@ -41,15 +35,12 @@ export class EtcdSource implements MaintenanceSource {
     private readonly client: Etcd3,
     private readonly key: string,
     private readonly logger: Logger,
-    timing: Partial<EtcdSourceTiming> = {},
-  ) {
-    this.timing = { ...DEFAULT_TIMING, ...timing };
-  }
+  ) {}
 
   start(listener: (observation: Observation) => void): void {
     this.listener = listener;
     this.running = this.run();
-    this.resyncTimer = setInterval(() => void this.resync("periodic"), this.timing.resyncIntervalMs);
+    this.resyncTimer = setInterval(() => void this.resync("periodic"), RESYNC_INTERVAL_MS);
   }
 
   status(): SourceStatus {
@@ -87,7 +78,7 @@ export class EtcdSource implements MaintenanceSource {
         this.markUnavailable(error);
       }
       if (signal.aborted) break;
-      const delay = Math.min(this.timing.retryMaxMs, this.timing.retryMinMs * 2 ** Math.min(failures, 10));
+      const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(failures, 10));
       await sleep(delay, signal);
     }
   }
