@@ -49,7 +49,8 @@ const HOST_NAME =
 const listenHost = v.pipe(
   text("0.0.0.0"),
   v.check(
-    (host) => isIP(host) !== 0 || HOST_NAME.test(host),
+    // An empty HOST is reported once, by text().
+    (host) => host === "" || isIP(host) !== 0 || HOST_NAME.test(host),
     "must be an IP address (IPv6 without brackets, e.g. ::1) or a host name",
   ),
 );
