@@ -13,9 +13,10 @@ import { Deadline } from "./util/deadline.ts";
 import { hostProblem, listenProblem } from "./util/listen-problem.ts";
 
 /**
- * The last part of SHUTDOWN_TIMEOUT_MS (at most half of it), kept for cutting
- * what still runs: queries are ended (postgres.js takes up to a second to
- * destroy a busy connection), their requests answered 503, and the pool closed.
+ * The last part of SHUTDOWN_TIMEOUT_MS, kept for cutting what still runs:
+ * queries are ended (postgres.js takes up to a second to destroy a busy
+ * connection), their requests answered 503, and the pool closed. A shorter
+ * SHUTDOWN_TIMEOUT_MS cuts at once and still gets this long.
  */
 const CUT_RESERVE_MS = 1500;
 
@@ -115,12 +116,11 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
   logger.info("service.listening", { url, docs: `${url}/docs`, maintenance_source: config.maintenanceSource });
 
   /**
-   * Every stage of the shutdown, within one deadline: requests may finish on
-   * their own until the cut, then queries still running are ended so their
-   * requests are answered (503), the pool is closed and the answers are written.
+   * Every stage of the shutdown: requests may finish on their own until `cut`,
+   * then queries still running are ended so their requests are answered (503),
+   * the pool is closed and the answers are written.
    */
-  const stop = async (deadline: Deadline): Promise<true> => {
-    const cut = deadline.earlier(Math.min(CUT_RESERVE_MS, config.shutdownTimeoutMs / 2));
+  const stop = async (cut: Deadline): Promise<true> => {
     const answered = server.stop();
     await cut.race(answered, undefined);
     await service.stop(cut);
@@ -132,14 +132,17 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    const deadline = Deadline.after(config.shutdownTimeoutMs);
-    logger.info("service.stopping", { signal, timeout_ms: config.shutdownTimeoutMs });
+    const timeoutMs = config.shutdownTimeoutMs;
+    // One deadline for every stage; the cut comes CUT_RESERVE_MS before it.
+    const deadline = Deadline.after(Math.max(timeoutMs, CUT_RESERVE_MS));
+    const cut = Deadline.after(Math.max(0, timeoutMs - CUT_RESERVE_MS));
+    logger.info("service.stopping", { signal, timeout_ms: timeoutMs });
     try {
-      if (await deadline.race(stop(deadline), false)) {
+      if (await deadline.race(stop(cut), false)) {
         logger.info("service.stopped");
         process.exit(0);
       }
-      logger.error("service.stop_timeout", { timeout_ms: config.shutdownTimeoutMs });
+      logger.error("service.stop_timeout", { timeout_ms: timeoutMs });
       process.exit(1);
     } catch (error) {
       logger.error("service.stop_failed", describeError(error));

@@ -20,11 +20,6 @@ export class Deadline {
     return Math.max(0, this.at - Date.now());
   }
 
-  /** The deadline `ms` earlier than this one. */
-  earlier(ms: number): Deadline {
-    return new Deadline(this.at - ms);
-  }
-
   /** Resolves with `promise`, or with `fallback` once the deadline has passed, whichever comes first. */
   race<T, F>(promise: Promise<T>, fallback: F): Promise<T | F> {
     return within(promise, this.remaining(), fallback);
