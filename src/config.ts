@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import * as v from "valibot";
 import { type ConnectionTarget, InvalidDatabaseUrlError, parseDatabaseUrl } from "./db/dsn.ts";
 import { type EmbeddedDatabase, parseEmbeddedUrl } from "./db/embedded.ts";
@@ -40,6 +41,20 @@ const databaseUrl = v.pipe(
   }),
 );
 
+/** A host name as RFC 1123 allows it; a last label of digits only is a mistyped IPv4 address, not a name. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*(?!\d+$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** The address to listen on: an IP address (IPv6 without brackets) or a host name. */
+const listenHost = v.pipe(
+  text("0.0.0.0"),
+  v.check(
+    // An empty HOST is reported once, by text().
+    (host) => host === "" || isIP(host) !== 0 || HOST_NAME.test(host),
+    "must be an IP address (IPv6 without brackets, e.g. ::1) or a host name",
+  ),
+);
+
 const endpoints = v.pipe(
   v.optional(v.string(), "localhost:2379"),
   v.transform((value) =>
@@ -53,7 +68,7 @@ const endpoints = v.pipe(
 
 const EnvironmentSchema = v.object({
   PORT: integer(8080, 0, 65535),
-  HOST: text("0.0.0.0"),
+  HOST: listenHost,
   DATABASE_URL: databaseUrl,
   DB_POOL_MAX: integer(10, 1, 1000),
   DB_MAINTENANCE_POOL_MAX: integer(1, 1, 1000),

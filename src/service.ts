@@ -13,6 +13,7 @@ import { type KeySource, MaintenanceManager } from "./maintenance/manager.ts";
 import { MemorySource } from "./maintenance/memory-source.ts";
 import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
 import { createMetrics } from "./metrics/metrics.ts";
+import { Deadline } from "./util/deadline.ts";
 import { VERSION } from "./version.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
@@ -23,8 +24,12 @@ export interface Service {
   maintenance: MaintenanceManager;
   /** Resolves once the schema is migrated (or the service is stopping). */
   schemaApplied: Promise<void>;
-  /** Stops following maintenance and ends the pool; call after the listener stopped. */
-  stop(): Promise<void>;
+  /**
+   * Stops following maintenance and ends the pool, every step by `deadline`
+   * (default: SHUTDOWN_TIMEOUT_MS from now). Queries still running at the deadline
+   * are cut, so their requests get an answer (503). Call after the listener stopped.
+   */
+  stop(deadline?: Deadline): Promise<void>;
 }
 
 /** Where maintenance state is read from, and how the admin API writes it. */
@@ -150,12 +155,13 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     gate,
     maintenance,
     schemaApplied: schema.done,
-    async stop() {
+    async stop(deadline = Deadline.after(config.shutdownTimeoutMs)) {
       stopping.abort();
-      await fleet?.close();
-      await maintenance.close();
-      await schema.done;
-      await db.close(config.shutdownTimeoutMs);
+      // Each step gets only what is left; one that overruns goes on in the background.
+      await deadline.race(Promise.resolve(fleet?.close()), undefined);
+      await deadline.race(maintenance.close(), undefined);
+      await deadline.race(schema.done, undefined);
+      await db.close(deadline.remaining());
     },
   };
 }

@@ -1,7 +1,7 @@
 import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
 import { within } from "../util/sleep.ts";
-import type { ConnectionTarget } from "./dsn.ts";
+import { type ConnectionTarget, hostOptions } from "./dsn.ts";
 import { DatabaseReadOnlyError, DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
 
 /** The postgres.js client type used throughout the service. */
@@ -354,15 +354,6 @@ export class DbHolder {
       lastSuccess: 0,
     };
   }
-}
-
-/** postgres.js takes several hosts as one `h1:p1,h2:p2` string, and a socket directory as `path`. */
-function hostOptions(target: ConnectionTarget): { host: string; port: number } | { path: string } {
-  const [first = "localhost"] = target.host;
-  const firstPort = target.port[0] ?? 5432;
-  if (target.host.length === 1 && first.startsWith("/")) return { path: `${first}/.s.PGSQL.${firstPort}` };
-  const host = target.host.map((h, i) => `${h}:${target.port[i] ?? firstPort}`).join(",");
-  return { host, port: firstPort };
 }
 
 function isStaleConnection(error: unknown): boolean {

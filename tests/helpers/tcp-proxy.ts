@@ -13,11 +13,15 @@ export interface TcpProxy {
 }
 
 /**
- * Starts a proxy on 127.0.0.1 forwarding to `targetHost:targetPort`. Cutting it
+ * Starts a proxy on `listenHost` forwarding to `targetHost:targetPort`. Cutting it
  * looks to clients like the server going away: open connections are closed
  * under them and new ones are refused (ECONNREFUSED), until {@link TcpProxy.restore}.
  */
-export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy(
+  targetHost: string,
+  targetPort: number,
+  listenHost = "127.0.0.1",
+): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
     sockets.add(socket);
@@ -39,7 +43,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => {
+      server.listen(port, listenHost, () => {
         server.off("error", reject);
         resolve();
       });

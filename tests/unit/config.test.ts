@@ -180,6 +180,20 @@ describe("loadConfig rejects bad values, naming each variable", () => {
     expect(problemsOf({ HOST: "   " })).toEqual(["HOST: must not be empty"]);
   });
 
+  test("a DATABASE_URL port outside 1–65535 is named", () => {
+    expect(problemsOf({ DATABASE_URL: "host=h port=99999" })).toEqual([
+      "DATABASE_URL: port 99999 is out of range (1–65535)",
+    ]);
+  });
+
+  for (const host of ["bad_host!", "[::1]", "127.0.0.1:8080", "256.1.1.1", "a..b", "-db"]) {
+    test(`HOST=${host} is neither an IP address nor a host name`, () => {
+      expect(problemsOf({ HOST: host })).toEqual([
+        "HOST: must be an IP address (IPv6 without brackets, e.g. ::1) or a host name",
+      ]);
+    });
+  }
+
   test("ETCD_ENDPOINTS with no endpoint in it is rejected", () => {
     expect(problemsOf({ ETCD_ENDPOINTS: " , " })).toEqual(["ETCD_ENDPOINTS: must name at least one endpoint"]);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { InvalidDatabaseUrlError, parseDatabaseUrl } from "../../src/db/dsn.ts";
+import { hostOptions, InvalidDatabaseUrlError, parseDatabaseUrl } from "../../src/db/dsn.ts";
 
 describe("parseDatabaseUrl, keyword/value form", () => {
   test("the seed README's string parses to every field it names", () => {
@@ -40,6 +40,10 @@ describe("parseDatabaseUrl, keyword/value form", () => {
     const target = parseDatabaseUrl("host=h1,h2 port=5433,5434 dbname=db");
     expect(target.host).toEqual(["h1", "h2"]);
     expect(target.port).toEqual([5433, 5434]);
+  });
+
+  test("one port applies to every host, as in libpq", () => {
+    expect(parseDatabaseUrl("host=h1,h2 port=5433").port).toEqual([5433, 5433]);
   });
 
   test("connect_timeout is carried in seconds", () => {
@@ -107,6 +111,31 @@ describe("parseDatabaseUrl, URL form", () => {
     expect(target.port).toEqual([5433, 5434]);
   });
 
+  test("a host without a port in a list takes 5432, the others keep theirs", () => {
+    const target = parseDatabaseUrl("postgres://u@h1,h2:5433/db");
+    expect(target.host).toEqual(["h1", "h2"]);
+    expect(target.port).toEqual([5432, 5433]);
+  });
+
+  test("an IPv6 address in brackets, with and without a port, loses its brackets", () => {
+    expect(parseDatabaseUrl("postgres://u:p@[::1]:6543/db")).toEqual({
+      host: ["::1"],
+      port: [6543],
+      database: "db",
+      username: "u",
+      password: "p",
+      ssl: "prefer",
+    });
+    expect(parseDatabaseUrl("postgresql://[2001:db8::5]/db").host).toEqual(["2001:db8::5"]);
+  });
+
+  test("IPv4 and IPv6 hosts mix in one list", () => {
+    const target = parseDatabaseUrl("postgres://u@[::1]:5433,127.0.0.1:5434,[fe80::1%25eth0]/db?sslmode=disable");
+    expect(target.host).toEqual(["::1", "127.0.0.1", "fe80::1%eth0"]);
+    expect(target.port).toEqual([5433, 5434, 5432]);
+    expect(target.ssl).toBe(false);
+  });
+
   test("sslmode=require becomes 'require'", () => {
     expect(parseDatabaseUrl("postgres://u@h/db?sslmode=require").ssl).toBe("require");
   });
@@ -168,7 +197,43 @@ describe("parseDatabaseUrl, rejected strings", () => {
     rejects("host=h port=abc", /port/);
   });
 
+  for (const [value, port] of [
+    ["host=h port=99999", "99999"],
+    ["host=h port=0", "0"],
+    ["postgres://h:65536/db", "65536"],
+    ["postgres://h1:5432,[::1]:0/db", "0"],
+  ]) {
+    test(`${value}: a port outside 1–65535 throws InvalidDatabaseUrlError naming it`, () => {
+      rejects(value as string, new RegExp(`^port ${port} is out of range \\(1–65535\\)$`));
+    });
+  }
+
+  test("a port that is not a number in a URL throws InvalidDatabaseUrlError naming it", () => {
+    rejects("postgres://h:abc/db", /^port "abc" is not a number$/);
+  });
+
+  test("more than one port, but not one per host, throws InvalidDatabaseUrlError", () => {
+    rejects("host=h1,h2,h3 port=5432,5433", /^2 ports given for 3 hosts$/);
+  });
+
+  test("an IPv6 address without brackets in a URL throws InvalidDatabaseUrlError asking for them", () => {
+    rejects("postgres://u@::1/db", /in brackets/);
+  });
+
+  test("brackets around something that is not an IPv6 address throw InvalidDatabaseUrlError", () => {
+    rejects("postgres://u@[db.internal]:5432/db", /not an IPv6 address/);
+  });
+
   test("an unknown sslmode throws InvalidDatabaseUrlError naming sslmode", () => {
     rejects("postgres://h/db?sslmode=sometimes", /sslmode/);
+  });
+});
+
+describe("hostOptions, what postgres.js is given", () => {
+  test("hosts and ports go as arrays, so an IPv6 address is not split at its colons", () => {
+    expect(hostOptions(parseDatabaseUrl("host=::1,127.0.0.1 port=5433,5434"))).toEqual({
+      host: ["::1", "127.0.0.1"],
+      port: [5433, 5434],
+    } as never);
   });
 });
