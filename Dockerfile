@@ -11,10 +11,15 @@
 # --ignore-scripts: no runtime dependency needs an install script (the only ones are
 # @scarf/scarf's telemetry ping and protobufjs's version notice). Every runtime dependency is
 # plain JavaScript, so a node_modules built here runs unchanged under Bun.
+# The patches under patches/ (postgres.js's queue, see patches/README.md) are applied by the
+# devDependency patch-package, so the full tree is installed, patched, then pruned to production.
 FROM node:20-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+COPY patches ./patches
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+  && npx patch-package --error-on-fail \
+  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
   && npm cache clean --force
 
 # --- Stage 2: runtime ------------------------------------------------------------------------
