@@ -2,7 +2,13 @@ import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
 import { within } from "../util/sleep.ts";
 import type { ConnectionTarget } from "./dsn.ts";
-import { DatabaseReadOnlyError, DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
+import {
+  DatabaseReadOnlyError,
+  DatabaseUnavailableError,
+  errorCode,
+  isConnectionError,
+  isOperational,
+} from "./errors.ts";
 
 /** The postgres.js client type used throughout the service. */
 export type Sql = postgres.Sql;
@@ -105,7 +111,7 @@ const END_GRACE_SECONDS = 1;
 /**
  * Owns the postgres.js client. Nothing else keeps a client: every query goes
  * through {@link DbHolder.run}, which picks the current generation, counts the
- * query in flight, and turns connection failures into
+ * query in flight, and turns operational failures into
  * {@link DatabaseUnavailableError}.
  *
  * postgres.js cannot change `max` on a live client, so {@link DbHolder.reconnect}
@@ -144,8 +150,8 @@ export class DbHolder {
   }
 
   /**
-   * Runs `work` with the current client. A connection failure becomes a
-   * {@link DatabaseUnavailableError}; an idempotent read that meets a connection
+   * Runs `work` with the current client. An operational failure (see
+   * {@link isOperational}) becomes a {@link DatabaseUnavailableError}; an idempotent read that meets a connection
    * closed under it (the first query after a PostgreSQL restart) is retried once.
    */
   async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = NO_OPTIONS): Promise<T> {
@@ -372,6 +378,6 @@ function isStaleConnection(error: unknown): boolean {
 
 function translate(error: unknown): unknown {
   if (errorCode(error) === "25006") return new DatabaseReadOnlyError({ cause: error });
-  if (error instanceof DatabaseUnavailableError || !isConnectionError(error)) return error;
+  if (error instanceof DatabaseUnavailableError || !isOperational(error)) return error;
   return new DatabaseUnavailableError("database unavailable", { cause: error });
 }
