@@ -1,12 +1,24 @@
 /**
  * The database cannot serve the request now (unreachable, refusing logins,
- * missing, overloaded, shutting down, a statement cancelled or timed out).
- * Clients get 503.
+ * missing, overloaded, shutting down, a statement cancelled or timed out),
+ * and a write it carried provably did not and will not commit. Clients get 503.
  */
 export class DatabaseUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "DatabaseUnavailableError";
+  }
+}
+
+/**
+ * A write's COMMIT was sent and no answer came by its deadline, or the
+ * connection failed while waiting for it: the write may or may not have been
+ * applied. Clients get 504 `outcome-unknown`.
+ */
+export class WriteOutcomeUnknownError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "WriteOutcomeUnknownError";
   }
 }
 
@@ -109,4 +121,14 @@ export function isOperational(error: unknown): boolean {
   const code = errorCode(error);
   if (code === undefined) return false;
   return isConnectionError(error) || operationalCodes.has(code) || operationalClasses.has(code.slice(0, 2));
+}
+
+/**
+ * True when PostgreSQL answered a statement with an ERROR: it ended the
+ * statement and, in a transaction, the transaction. A FATAL or PANIC ends the
+ * session, possibly after a COMMIT took effect, and a failed connection gives
+ * no answer at all.
+ */
+export function isStatementError(error: unknown): boolean {
+  return (error as { severity?: unknown } | null)?.severity === "ERROR";
 }
