@@ -32,6 +32,7 @@ beforeAll(async () => {
       // Longer than a query may take: a connection being opened behind the partition is still
       // being opened at the deadline, rather than failing first.
       DB_CONNECT_TIMEOUT_MS: "20000",
+      // Room for each write to open a connection of its own behind the partition.
       DB_POOL_MAX: "4",
       // No etcd: nothing but these tests' requests uses the pool.
       ETCD_ENDPOINTS: "memory",
@@ -62,7 +63,11 @@ afterAll(async () => {
 const emails = async () =>
   (await database.sql<{ email: string }[]>`SELECT email FROM users ORDER BY id`).map((row) => row.email);
 
-/** Heals the partition and waits until every connection that was open behind it has been closed by PostgreSQL, which reads a connection's bytes in order before its end. */
+/**
+ * Heals the partition and waits until PostgreSQL has closed every connection open behind it (the
+ * service ends a client whose queries timed out). PostgreSQL reads a connection's bytes in order
+ * before its end, so by then it has acted on every statement the partition held back.
+ */
 async function healAndSettle(): Promise<void> {
   const settled = proxy.settled();
   proxy.heal();
@@ -81,7 +86,8 @@ describe("writes behind a network partition", () => {
   test("POST, PUT and DELETE sent behind a partition answer 503 and none is applied once the network heals", async () => {
     const alice = await createUser(service.app, "Alice", "alice@example.com");
     const bob = await createUser(service.app, "Bob", "bob@example.com");
-    // One connection stays open (the one these requests used): one write meets it, the others open new ones.
+    // The pool keeps the one connection these requests used: one write is sent on it (and held),
+    // the others open connections of their own, whose start is held too.
     proxy.partition();
     const requests: [string, Response | Promise<Response>][] = [
       ["/users", service.app.request("/users", jsonBody("POST", { name: "Carol", email: "carol@example.com" }))],
