@@ -7,7 +7,7 @@ import { limitBody } from "./http/body-limit.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
 import { observeRequests } from "./http/observe.ts";
-import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
+import { registerSharedResponses, validationHook } from "./http/openapi.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
@@ -57,7 +57,7 @@ export const OPENAPI_INFO = {
  */
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  app.openAPIRegistry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
+  registerSharedResponses(app.openAPIRegistry);
 
   app.use("*", observeRequests(deps.logger, deps.metrics));
 

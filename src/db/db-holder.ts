@@ -2,7 +2,15 @@ import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
 import { within } from "../util/sleep.ts";
 import { type ConnectionTarget, hostOptions } from "./dsn.ts";
-import { DatabaseReadOnlyError, DatabaseUnavailableError, errorCode, isConnectionError } from "./errors.ts";
+import {
+  DatabaseReadOnlyError,
+  DatabaseUnavailableError,
+  errorCode,
+  isConnectionError,
+  isOperational,
+  isStatementError,
+  WriteOutcomeUnknownError,
+} from "./errors.ts";
 
 /** The postgres.js client type used throughout the service. */
 export type Sql = postgres.Sql;
@@ -13,8 +21,10 @@ export interface DbHolderOptions {
   connectTimeoutMs: number;
   idleTimeoutSeconds: number;
   /**
-   * Longest a query may take: past it the caller gets a DatabaseUnavailableError
-   * and the query is cancelled; PostgreSQL's statement_timeout is set to match.
+   * Longest a call of {@link DbHolder.run} may take: past it the caller gets a
+   * DatabaseUnavailableError (a write whose COMMIT was sent: WriteOutcomeUnknownError)
+   * and a read is cancelled. PostgreSQL's statement_timeout and
+   * idle_in_transaction_session_timeout are set to match.
    */
   queryTimeoutMs: number;
   /** Distinguishes this process's connections in pg_stat_activity. */
@@ -48,26 +58,43 @@ interface Generation {
 
 /** One call of {@link DbHolder.run} waiting on a client, and how to give it up. */
 class PendingRun<T> {
-  /** Settles with the query, or rejects early when aborted. */
+  /** Settles with the work, or rejects early when aborted. */
   readonly settled: Promise<T>;
+  /** Set when given up: a write's transaction then rolls back instead of committing. */
+  givenUp = false;
+  /** Set just before a write's COMMIT is sent: from then on, a failure leaves its outcome unknown. */
+  committing = false;
+  private readonly work: Promise<T>;
   private reject: (error: unknown) => void = () => {};
 
   constructor(
-    private readonly query: Promise<T>,
+    start: (run: PendingRun<T>) => Promise<T>,
     /** Epoch ms after which it is given up. */
     readonly deadline: number,
   ) {
+    this.work = start(this);
     this.settled = new Promise<T>((resolve, reject) => {
       this.reject = reject;
-      query.then(resolve, reject);
+      this.work.then(resolve, (error: unknown) => reject(this.outcome(error)));
     });
   }
 
-  /** Rejects the caller with `error` and cancels the query (removed from the queue if not yet sent). */
-  abort(error: Error): void {
-    const cancel = (this.query as { cancel?: () => unknown }).cancel;
-    if (cancel) Promise.resolve(cancel.call(this.query)).catch(() => {});
-    this.reject(error);
+  /**
+   * Gives up: rejects the caller at once, and cancels a read (removed from the
+   * queue if not yet sent). A write that has not reached its COMMIT never will;
+   * one that has gets {@link WriteOutcomeUnknownError}.
+   */
+  abort(reason: string): void {
+    this.givenUp = true;
+    const cancel = (this.work as { cancel?: () => unknown }).cancel;
+    if (cancel) Promise.resolve(cancel.call(this.work)).catch(() => {});
+    this.reject(this.outcome(new DatabaseUnavailableError(reason)));
+  }
+
+  /** What a failure means for the caller: after COMMIT went out, only an ERROR answer proves it did not apply. */
+  private outcome(error: unknown): unknown {
+    if (!this.committing || isStatementError(error)) return error;
+    return new WriteOutcomeUnknownError("the database did not confirm the COMMIT", { cause: error });
   }
 }
 
@@ -93,7 +120,11 @@ export interface PoolStats {
 
 /** Options of {@link DbHolder.run}. */
 export interface RunOptions {
-  /** Safe to repeat: retried once when a pooled connection turns out to be dead. */
+  /**
+   * Reads only and is safe to repeat: runs as it is, outside a transaction,
+   * and is cancelled at its deadline. Otherwise the work is a write, run in a
+   * transaction that commits only if the caller is still waiting.
+   */
   idempotent?: boolean;
   /** Overrides the holder's query timeout for this call. */
   timeoutMs?: number;
@@ -105,7 +136,8 @@ const END_GRACE_SECONDS = 1;
 /**
  * Owns the postgres.js client. Nothing else keeps a client: every query goes
  * through {@link DbHolder.run}, which picks the current generation, counts the
- * query in flight, and turns connection failures into
+ * query in flight, runs writes in transactions that never commit after their
+ * caller was answered, and turns operational failures into
  * {@link DatabaseUnavailableError}.
  *
  * postgres.js cannot change `max` on a live client, so {@link DbHolder.reconnect}
@@ -144,15 +176,22 @@ export class DbHolder {
   }
 
   /**
-   * Runs `work` with the current client. A connection failure becomes a
-   * {@link DatabaseUnavailableError}; an idempotent read that meets a connection
-   * closed under it (the first query after a PostgreSQL restart) is retried once.
+   * Runs `work` with the current client. An operational failure (see
+   * {@link isOperational}) becomes a {@link DatabaseUnavailableError}; work that
+   * meets a connection closed under it (the first query after a PostgreSQL
+   * restart) before anything could commit is retried once.
+   *
+   * A write (not `idempotent`) runs in a transaction, and its COMMIT is sent
+   * only while the caller still waits. So when it fails with anything but
+   * {@link WriteOutcomeUnknownError} it did not commit and never will: given
+   * up before its COMMIT, it rolls back. Only a COMMIT sent without an answer
+   * by the deadline, or answered by a broken connection, is unknown.
    */
   async run<T>(work: (sql: Sql) => Promise<T>, options: RunOptions = NO_OPTIONS): Promise<T> {
     try {
       return await this.runOnce(work, options);
     } catch (error) {
-      if (!options.idempotent || !isStaleConnection(error)) throw translate(error);
+      if (!isStaleConnection(error)) throw translate(error);
       this.options.logger.info("db.retry_after_stale_connection", describeError(error));
       try {
         return await this.runOnce(work, options);
@@ -166,7 +205,10 @@ export class DbHolder {
   private runOnce<T>(work: (sql: Sql) => Promise<T>, options: RunOptions): Promise<T> {
     const generation = this.current;
     this.queriesTotal++;
-    const run = new PendingRun(work(generation.sql), Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
+    const start = options.idempotent
+      ? () => work(generation.sql)
+      : (run: PendingRun<T>) => inTransaction(generation.sql, work, run);
+    const run = new PendingRun(start, Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
     generation.runs.add(run);
     return run.settled.then(
       (result) => {
@@ -257,7 +299,7 @@ export class DbHolder {
       for (const run of generation.runs) {
         if (now < run.deadline) continue;
         generation.lastConnectionError = now;
-        run.abort(new DatabaseUnavailableError("database did not answer in time"));
+        run.abort("database did not answer in time");
       }
     }
     this.recycle(this.current);
@@ -299,7 +341,7 @@ export class DbHolder {
     // so it gets one, and is raced against our own timer as well.
     await within(generation.sql.end({ timeout: END_GRACE_SECONDS }), END_GRACE_SECONDS * 1000 + 1000, undefined);
     // end() rejects the queries on its connections, not those still queued for one.
-    for (const run of generation.runs) run.abort(new DatabaseUnavailableError("database client ended"));
+    for (const run of generation.runs) run.abort("database client ended");
     this.retiring.delete(generation);
     this.options.logger.debug("db.client_ended", { generation: generation.id, drained });
     return drained;
@@ -324,8 +366,10 @@ export class DbHolder {
       connection: {
         application_name: applicationName,
         TimeZone: "UTC",
-        // The server gives up when we do, so a query we answered 503 for does not commit later.
+        // The server gives up about when we do: a statement past it is cancelled (57014), and a write's
+        // transaction left open by a client that went away is rolled back (25P03) and its locks freed.
         statement_timeout: this.options.queryTimeoutMs,
+        idle_in_transaction_session_timeout: this.options.queryTimeoutMs,
         ...(readOnly && { default_transaction_read_only: "on" }),
       } as postgres.Options<Record<string, postgres.PostgresType>>["connection"],
       types: {
@@ -356,6 +400,21 @@ export class DbHolder {
   }
 }
 
+/**
+ * Runs a write in a transaction whose COMMIT is sent only while `run` is still
+ * waited for: given up before, the transaction rolls back (or is never begun).
+ */
+function inTransaction<T>(sql: Sql, work: (sql: Sql) => Promise<T>, run: PendingRun<T>): Promise<T> {
+  return sql.begin(async (tx) => {
+    if (run.givenUp) throw new DatabaseUnavailableError("given up before the write was sent");
+    // postgres.js's TransactionSql runs tagged queries like Sql; work must not begin, reserve or end.
+    const result = await work(tx as unknown as Sql);
+    if (run.givenUp) throw new DatabaseUnavailableError("given up before COMMIT");
+    run.committing = true;
+    return result;
+  }) as Promise<T>;
+}
+
 function isStaleConnection(error: unknown): boolean {
   const code = errorCode(error);
   return code === "CONNECTION_CLOSED" || code === "ECONNRESET" || code === "57P01";
@@ -363,6 +422,6 @@ function isStaleConnection(error: unknown): boolean {
 
 function translate(error: unknown): unknown {
   if (errorCode(error) === "25006") return new DatabaseReadOnlyError({ cause: error });
-  if (error instanceof DatabaseUnavailableError || !isConnectionError(error)) return error;
+  if (error instanceof DatabaseUnavailableError || !isOperational(error)) return error;
   return new DatabaseUnavailableError("database unavailable", { cause: error });
 }

@@ -1,8 +1,24 @@
-/** The database cannot be reached or refused the connection; clients get 503. */
+/**
+ * The database cannot serve the request now (unreachable, refusing logins,
+ * missing, overloaded, shutting down, a statement cancelled or timed out),
+ * and a write it carried provably did not and will not commit. Clients get 503.
+ */
 export class DatabaseUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "DatabaseUnavailableError";
+  }
+}
+
+/**
+ * A write's COMMIT was sent and no answer came by its deadline, or the
+ * connection failed while waiting for it: the write may or may not have been
+ * applied. Clients get 504 `outcome-unknown`.
+ */
+export class WriteOutcomeUnknownError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "WriteOutcomeUnknownError";
   }
 }
 
@@ -46,6 +62,40 @@ const connectionCodes = new Set([
   "53300",
 ]);
 
+/**
+ * SQLSTATE classes in which every condition is operational: about the
+ * database's availability, capacity or administration, never about the
+ * statement we sent (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+ */
+const operationalClasses = new Set([
+  // 08 connection exception.
+  "08",
+  // 28 invalid authorization: login refused (role disabled, password rotated, pg_hba).
+  "28",
+  // 53 insufficient resources: disk full, out of memory, too many connections.
+  "53",
+  // 57 operator intervention: statement cancelled or timed out (57014), shutdown,
+  // cannot connect now, database dropped (57P04), idle session timeout (57P05).
+  "57",
+  // 58 system error: I/O errors on the database server.
+  "58",
+]);
+
+/** Single operational SQLSTATEs from classes that otherwise hold our own mistakes. */
+const operationalCodes = new Set([
+  // The database named in DATABASE_URL does not exist (dropped, or not created yet).
+  "3D000",
+  // The session was ended for idling in a transaction (idle_in_transaction_session_timeout).
+  "25P03",
+  // The transaction was rolled back by a concurrency conflict; the same request can succeed when retried.
+  "40001",
+  "40P01",
+  // A lock could not be had in time (an operator's lock_timeout).
+  "55P03",
+  // A privilege was revoked from the service's role: like a disabled login, an operator's change.
+  "42501",
+]);
+
 /** The `code` of a postgres.js or socket error, if it has one. */
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -58,4 +108,27 @@ export function isConnectionError(error: unknown): boolean {
   if (code === undefined) return false;
   // SQLSTATE class 08: connection exception.
   return connectionCodes.has(code) || code.startsWith("08");
+}
+
+/**
+ * True when `error` is an operational database condition, answered 503: the
+ * connection failed or was refused, or PostgreSQL reported a condition of the
+ * database rather than of our statement. Everything else (a constraint we map
+ * ourselves, a syntax error, 0A000 feature not supported, XX internal error or
+ * corruption) is not, and stays a 500 unless a caller maps it.
+ */
+export function isOperational(error: unknown): boolean {
+  const code = errorCode(error);
+  if (code === undefined) return false;
+  return isConnectionError(error) || operationalCodes.has(code) || operationalClasses.has(code.slice(0, 2));
+}
+
+/**
+ * True when PostgreSQL answered a statement with an ERROR: it ended the
+ * statement and, in a transaction, the transaction. A FATAL or PANIC ends the
+ * session, possibly after a COMMIT took effect, and a failed connection gives
+ * no answer at all.
+ */
+export function isStatementError(error: unknown): boolean {
+  return (error as { severity?: unknown } | null)?.severity === "ERROR";
 }

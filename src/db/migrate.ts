@@ -43,29 +43,29 @@ const MIGRATION_LOCK_ID = 0x6462737663;
  * each change exactly once. Returns the versions it applied.
  */
 export async function migrate(db: DbHolder): Promise<number[]> {
+  // A write: DbHolder.run applies it in one transaction.
   return db.run(
-    (sql) =>
-      sql.begin(async (tx) => {
-        // Schema changes may take longer than a request's query timeout.
-        await tx`SET LOCAL statement_timeout = 0`;
-        await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_ID})`;
-        await tx`
+    async (tx) => {
+      // Schema changes may take longer than a request's query timeout.
+      await tx`SET LOCAL statement_timeout = 0`;
+      await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_ID})`;
+      await tx`
         CREATE TABLE IF NOT EXISTS schema_migrations (
           version INTEGER PRIMARY KEY,
           name TEXT NOT NULL,
           applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )`;
-        const rows = await tx<{ version: number }[]>`SELECT version FROM schema_migrations`;
-        const applied = new Set(rows.map((row) => row.version));
-        const done: number[] = [];
-        for (const migration of migrations) {
-          if (applied.has(migration.version)) continue;
-          await migration.up(tx as unknown as Sql);
-          await tx`INSERT INTO schema_migrations (version, name) VALUES (${migration.version}, ${migration.name})`;
-          done.push(migration.version);
-        }
-        return done;
-      }),
+      const rows = await tx<{ version: number }[]>`SELECT version FROM schema_migrations`;
+      const applied = new Set(rows.map((row) => row.version));
+      const done: number[] = [];
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue;
+        await migration.up(tx);
+        await tx`INSERT INTO schema_migrations (version, name) VALUES (${migration.version}, ${migration.name})`;
+        done.push(migration.version);
+      }
+      return done;
+    },
     { timeoutMs: MIGRATION_TIMEOUT_MS },
   );
 }

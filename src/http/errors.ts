@@ -1,6 +1,11 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DatabaseReadOnlyError, DatabaseUnavailableError, SchemaNotReadyError } from "../db/errors.ts";
+import {
+  DatabaseReadOnlyError,
+  DatabaseUnavailableError,
+  SchemaNotReadyError,
+  WriteOutcomeUnknownError,
+} from "../db/errors.ts";
 import { describeError, type Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { HttpProblem, problemResponse } from "./problem.ts";
@@ -23,36 +28,38 @@ export function errorHandler(logger: Logger): ErrorHandler<AppEnv> {
 export const notFound: NotFoundHandler<AppEnv> = (c) =>
   render(c, new HttpProblem(404, "not-found", "Not Found", `No route for ${c.req.method} ${c.req.path}.`));
 
+/** A 503 the client may retry after {@link DATABASE_RETRY_AFTER_SECONDS}. */
+const databaseRefused = (slug: string, detail: string) =>
+  new HttpProblem(503, slug, "Service Unavailable", detail, {
+    headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
+  });
+
 function toProblem(error: unknown, c: Context<AppEnv>, logger: Logger): HttpProblem {
   if (error instanceof HttpProblem) return error;
   if (error instanceof DatabaseUnavailableError) {
     logger.warn("db.unavailable", { request_id: c.get("requestId"), ...describeError(error.cause ?? error) });
+    return databaseRefused("database-unavailable", "The database is not reachable right now.");
+  }
+  if (error instanceof WriteOutcomeUnknownError) {
+    logger.warn("db.write_outcome_unknown", {
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      ...describeError(error.cause ?? error),
+    });
     return new HttpProblem(
-      503,
-      "database-unavailable",
-      "Service Unavailable",
-      "The database is not reachable right now.",
-      {
-        headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
-      },
+      504,
+      "outcome-unknown",
+      "Gateway Timeout",
+      "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
     );
   }
   if (error instanceof SchemaNotReadyError) {
-    return new HttpProblem(
-      503,
-      "database-unavailable",
-      "Service Unavailable",
-      "The database schema is not ready yet.",
-      {
-        headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
-      },
-    );
+    return databaseRefused("database-unavailable", "The database schema is not ready yet.");
   }
   if (error instanceof DatabaseReadOnlyError) {
     logger.warn("db.write_refused_read_only", { request_id: c.get("requestId"), path: c.req.path });
-    return new HttpProblem(503, "read-only", "Service Unavailable", "The service is read-only during maintenance.", {
-      headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
-    });
+    return databaseRefused("read-only", "The service is read-only during maintenance.");
   }
   if (error instanceof HTTPException) return fromHttpException(error);
   logger.error("http.unhandled_error", {

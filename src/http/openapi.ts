@@ -1,4 +1,4 @@
-import type { Hook } from "@hono/zod-openapi";
+import type { Hook, OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "@hono/zod-openapi";
 import type { AppEnv } from "./context.ts";
 import { type FieldError, HttpProblem, PROBLEM_CONTENT_TYPE } from "./problem.ts";
@@ -24,7 +24,9 @@ export const SERVICE_UNAVAILABLE = "ServiceUnavailable";
 
 /** The shared 503 response: maintenance or an unreachable database, with Retry-After. */
 export const serviceUnavailableComponent = {
-  description: "In maintenance, or the database is unreachable. Retry after the given delay.",
+  description:
+    "In maintenance, or the database cannot serve the request now. Retry after the given delay. " +
+    "A write answered 503 was not applied and never will be.",
   headers: {
     "Retry-After": {
       description: "Seconds to wait before retrying.",
@@ -48,6 +50,39 @@ export const serviceUnavailableComponent = {
 
 /** A reference to the shared 503 response. */
 export const serviceUnavailableRef = { $ref: `#/components/responses/${SERVICE_UNAVAILABLE}` };
+
+/** Name of the shared 504 response component. */
+export const OUTCOME_UNKNOWN = "OutcomeUnknown";
+
+/** The shared 504 response of writes: the COMMIT was sent and not confirmed in time. */
+export const outcomeUnknownComponent = {
+  description:
+    "The write was sent to the database and its COMMIT was not confirmed in time: it may or may not have been " +
+    "applied. Read the resource to learn which before retrying.",
+  content: {
+    [PROBLEM_CONTENT_TYPE]: {
+      schema: { $ref: "#/components/schemas/Problem" },
+      example: {
+        type: "urn:problem:database-service:outcome-unknown",
+        title: "Gateway Timeout",
+        status: 504,
+        detail:
+          "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+        instance: "/users",
+        request_id: "6f1c1a8e-2a4b-4c3d-9e8f-0a1b2c3d4e5f",
+      },
+    },
+  },
+};
+
+/** A reference to the shared 504 response. */
+export const outcomeUnknownRef = { $ref: `#/components/responses/${OUTCOME_UNKNOWN}` };
+
+/** Registers the shared responses that routes reference. */
+export function registerSharedResponses(registry: OpenAPIHono<AppEnv>["openAPIRegistry"]): void {
+  registry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
+  registry.registerComponent("responses", OUTCOME_UNKNOWN, outcomeUnknownComponent);
+}
 
 /** A problem+json response of `description`, for a route's `responses`. */
 export const problem = (description: string) => ({

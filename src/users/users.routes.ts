@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { problem, serviceUnavailableRef } from "../http/openapi.ts";
+import { outcomeUnknownRef, problem, serviceUnavailableRef } from "../http/openapi.ts";
 import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
 
 const tags = ["users"];
@@ -63,6 +63,7 @@ export const createUser = createRoute({
     413: tooLarge,
     415: unsupported,
     503: serviceUnavailableRef,
+    504: outcomeUnknownRef,
   },
 });
 
@@ -98,6 +99,7 @@ export const updateUser = createRoute({
     413: tooLarge,
     415: unsupported,
     503: serviceUnavailableRef,
+    504: outcomeUnknownRef,
   },
 });
 
@@ -114,5 +116,6 @@ export const deleteUser = createRoute({
     400: badRequest,
     404: notFound,
     503: serviceUnavailableRef,
+    504: outcomeUnknownRef,
   },
 });
