@@ -5,6 +5,7 @@ import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
+import { methodNotAllowed } from "./http/method-not-allowed.ts";
 import { observeRequests } from "./http/observe.ts";
 import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
 import { readBody } from "./http/read-body.ts";
@@ -83,7 +84,7 @@ export function createApp(deps: AppDeps) {
   app.doc31("/openapi.json", OPENAPI_INFO);
 
   app.onError(errorHandler(deps.logger));
-  app.notFound(notFound);
+  app.notFound(methodNotAllowed(app.routes, notFound));
   return app;
 }
 
