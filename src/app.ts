@@ -9,6 +9,7 @@ import { methodNotAllowed } from "./http/method-not-allowed.ts";
 import { observeRequests } from "./http/observe.ts";
 import { SERVICE_UNAVAILABLE, serviceUnavailableComponent, validationHook } from "./http/openapi.ts";
 import { readBody } from "./http/read-body.ts";
+import { requestPath } from "./http/request-path.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
@@ -57,7 +58,7 @@ export const OPENAPI_INFO = {
  * resource in `deps`.
  */
 export function createApp(deps: AppDeps) {
-  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook, getPath: requestPath });
   app.openAPIRegistry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
 
   app.use("*", observeRequests(deps.logger, deps.metrics));
