@@ -1,7 +1,7 @@
 import type { NotFoundHandler } from "hono";
 import type { RouterRoute } from "hono/types";
 import type { AppEnv } from "./context.ts";
-import { HttpProblem } from "./problem.ts";
+import { HttpProblem, problemResponse } from "./problem.ts";
 
 /** A path pattern of the app and the methods it serves. */
 interface KnownPath {
@@ -50,12 +50,15 @@ export function methodNotAllowed(
     // A route that serves this method and found nothing (an unknown asset) is a 404 too.
     if (methods.size === 0 || methods.has(c.req.method)) return notFound(c);
     const allow = [...methods].sort().join(", ");
-    throw new HttpProblem(
+    const problem = new HttpProblem(
       405,
       "method-not-allowed",
       "Method Not Allowed",
       `${c.req.method} is not served on ${path}; allowed: ${allow}.`,
       { headers: { Allow: allow } },
     );
+    // Returned, not thrown: when no middleware but the observer matched, Hono's onError would answer
+    // outside it (no request id, no metrics).
+    return problemResponse(problem, { instance: path, requestId: c.get("requestId") });
   };
 }
