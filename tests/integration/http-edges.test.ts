@@ -117,6 +117,22 @@ describe("request bodies are UTF-8", () => {
     expect(await rowsWithEmail("bytes@example.com")).toBe(0);
   });
 
+  test("PUT on the literal path /users/* with a body answers 400 for the id, not 500", async () => {
+    const response = await service.app.request("/users/*", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Star", email: "star@example.com" }),
+    });
+    await expectProblem(response, {
+      status: 400,
+      type: "validation-error",
+      title: "Bad Request",
+      detail: "The request has 1 invalid field.",
+      instance: "/users/*",
+      errors: [{ field: "path.id", message: "id must be a positive integer" }],
+    });
+  });
+
   test('charset="UTF-8" (any case, quoted) is UTF-8', async () => {
     const user = await expectJson<UserJson>(
       await post('application/json; charset="UTF-8"', JSON.stringify({ name: "Jörg", email: "utf8@example.com" })),
