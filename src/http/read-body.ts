@@ -55,14 +55,15 @@ export function readBody(): MiddlewareHandler {
     const request = c.req.raw;
     const declared = request.headers.get("content-length");
     if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw tooLarge();
-    const contentType = request.headers.get("content-type");
-    if (contentType !== null) requireUtf8(contentType);
     // Hono's RegExpRouter matches a "/users/*" middleware twice for the literal path "/users/*"
     // (no upstream report found): the body is read once.
-    if (request.body !== null && !request.bodyUsed) {
-      // Hono types the cache as values, but its json() and text() await what is there.
-      (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(decode(await readAll(request.body)));
-    }
+    if (request.body === null || request.bodyUsed) return next();
+    // Size first, whatever the media type says: a body over the limit is a 413.
+    const bytes = await readAll(request.body);
+    const contentType = request.headers.get("content-type");
+    if (contentType !== null) requireUtf8(contentType);
+    // Hono types the cache as values, but its json() and text() await what is there.
+    (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(decode(bytes));
     await next();
   };
 }
