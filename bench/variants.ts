@@ -4,7 +4,7 @@
  *   holder    bare Hono, queries through src's UsersRepository + DbHolder (no validation)
  *   openapi   OpenAPIHono + src's usersRoutes: zod validation, toJson, error handler
  *   observe   + src's observeRequests middleware: request id, request metrics, access log (at LOG_LEVEL)
- *   gate      + the gate on /users and the body limit on POST/PUT: the service's middleware stack
+ *   gate      + the body read on POST/PUT and the gate on /users: the service's middleware stack
  *
  *   VARIANT=openapi PORT=8082 DATABASE_URL=postgres://... bun bench/variants.ts
  */
@@ -13,11 +13,11 @@ import { Hono } from "hono";
 import { loadConfig } from "../src/config.ts";
 import { DbHolder } from "../src/db/db-holder.ts";
 import { parseDatabaseUrl } from "../src/db/dsn.ts";
-import { limitBody } from "../src/http/body-limit.ts";
 import type { AppEnv } from "../src/http/context.ts";
 import { errorHandler, notFound } from "../src/http/errors.ts";
 import { observeRequests } from "../src/http/observe.ts";
 import { validationHook } from "../src/http/openapi.ts";
+import { readBody } from "../src/http/read-body.ts";
 import { createLogger } from "../src/logger.ts";
 import { Gate } from "../src/maintenance/gate.ts";
 import { createMetrics, type MetricsDeps } from "../src/metrics/metrics.ts";
@@ -38,7 +38,8 @@ const db = new DbHolder(parseDatabaseUrl(process.env.DATABASE_URL ?? ""), {
   instanceId: `variant-${variant}`,
   logger,
 });
-const users = new UsersRepository(db, { ready: true });
+const gate = new Gate();
+const users = new UsersRepository(db, { ready: true }, gate);
 
 function buildApp() {
   if (level === 0) {
@@ -50,15 +51,14 @@ function buildApp() {
       .post("/users", async (c) => c.json(await users.create(await c.req.json()), 201));
   }
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  const gate = new Gate();
   if (level >= 2) {
     // The maintenance part is read only when /metrics is scraped, which the benchmark never does.
     const maintenance = {} as MetricsDeps["maintenance"];
     app.use("*", observeRequests(logger, createMetrics({ db, gate, maintenance })));
   }
   if (level >= 3) {
+    app.on(["POST", "PUT"], "/users/*", readBody());
     app.use("/users/*", gate.middleware());
-    app.on(["POST", "PUT"], "/users/*", limitBody());
   }
   app.route("/", usersRoutes(users));
   app.onError(errorHandler(logger));

@@ -3,11 +3,13 @@ import { ADMIN_SECURITY_SCHEME, adminRoutes } from "./admin/admin.routes.ts";
 import { bearerAuth } from "./admin/bearer-auth.ts";
 import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
-import { limitBody } from "./http/body-limit.ts";
 import type { AppEnv } from "./http/context.ts";
 import { errorHandler, notFound } from "./http/errors.ts";
+import { methodNotAllowed } from "./http/method-not-allowed.ts";
 import { observeRequests } from "./http/observe.ts";
 import { registerSharedResponses, validationHook } from "./http/openapi.ts";
+import { readBody } from "./http/read-body.ts";
+import { requestPath } from "./http/request-path.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
@@ -56,14 +58,15 @@ export const OPENAPI_INFO = {
  * resource in `deps`.
  */
 export function createApp(deps: AppDeps) {
-  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook, getPath: requestPath });
   registerSharedResponses(app.openAPIRegistry);
 
   app.use("*", observeRequests(deps.logger, deps.metrics));
 
-  // "/users/*" matches "/users" too.
+  // "/users/*" matches "/users" too. The body is read first: a request is in flight for the gate
+  // (and a drain) only once it can work against the database, not while it uploads.
+  app.on(["POST", "PUT"], "/users/*", readBody());
   app.use("/users/*", deps.gate.middleware());
-  app.on(["POST", "PUT"], "/users/*", limitBody());
 
   if (deps.admin) {
     const { token, key, writer, manager } = deps.admin;
@@ -72,17 +75,17 @@ export function createApp(deps: AppDeps) {
       scheme: "bearer",
       description: "The service's ADMIN_TOKEN.",
     });
-    app.use("/admin/*", bearerAuth(token), limitBody());
+    app.use("/admin/*", bearerAuth(token), readBody());
     app.route("/", adminRoutes(key, writer, manager));
   }
-  app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema)));
+  app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema, deps.gate)));
   app.route("/", healthRoutes(deps));
   app.route("/", metricsRoutes(deps.metrics));
   app.route("/", docsRoutes());
   app.doc31("/openapi.json", OPENAPI_INFO);
 
   app.onError(errorHandler(deps.logger));
-  app.notFound(notFound);
+  app.notFound(methodNotAllowed(app.routes, notFound));
   return app;
 }
 

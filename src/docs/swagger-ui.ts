@@ -4,12 +4,15 @@ import { dirname, join } from "node:path";
 import { swaggerUI } from "@hono/swagger-ui";
 import { Hono } from "hono";
 
-/** Swagger UI files served from the pinned swagger-ui-dist package, by URL name. */
-const assets: Record<string, string> = {
-  "swagger-ui.css": "text/css; charset=utf-8",
-  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-  "favicon-32x32.png": "image/png",
-};
+/**
+ * Swagger UI files served from the pinned swagger-ui-dist package: URL name → media type. A Map, not an
+ * object literal, so `__proto__` or `toString` in the URL is not found on Object.prototype.
+ */
+const assets = new Map([
+  ["swagger-ui.css", "text/css; charset=utf-8"],
+  ["swagger-ui-bundle.js", "text/javascript; charset=utf-8"],
+  ["favicon-32x32.png", "image/png"],
+]);
 
 /** Scripts only from this origin: no CDN, no inline script. */
 const CONTENT_SECURITY_POLICY =
@@ -53,7 +56,7 @@ export function docsRoutes() {
       )
       .get("/docs/assets/:file", async (c) => {
         const file = c.req.param("file");
-        const type = assets[file];
+        const type = assets.get(file);
         if (type === undefined) return c.notFound();
         let body = cache.get(file);
         if (!body) {

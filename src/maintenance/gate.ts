@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../http/context.ts";
 import { HttpProblem } from "../http/problem.ts";
 import { secretMatcher } from "../http/secret.ts";
 import { within } from "../util/sleep.ts";
@@ -22,6 +23,15 @@ export const BYPASSED_HEADER = "X-Maintenance-Bypassed";
 /** Header announcing an upcoming maintenance window. */
 export const WINDOW_HEADER = "Maintenance-Window";
 
+/** Asked right before a write query is issued. */
+export interface WriteAdmission {
+  /** Returns when a write may start now; throws the maintenance 503 problem when writes are refused. */
+  admitWrite(): void;
+}
+
+/** The admission of a request an operator sent through the bypass: its writes start as it was let in. */
+export const BYPASSED_WRITES: WriteAdmission = { admitWrite() {} };
+
 const OPEN: GateSetting = { mode: "off", detail: "", retryAfterSeconds: 0, retryUntil: null };
 const READS = new Set(["GET", "HEAD"]);
 
@@ -29,8 +39,12 @@ const READS = new Set(["GET", "HEAD"]);
  * Admits or refuses requests to the routes it guards, and counts the admitted
  * ones still running so a drain can wait for them. The hot path reads one
  * field: no I/O per request. An operator holding the bypass token passes.
+ *
+ * A request is admitted once its body has arrived (the body stage runs
+ * first), and asked again by {@link admitWrite} right before each write: one
+ * admitted before the gate closed starts no write after it closed.
  */
-export class Gate {
+export class Gate implements WriteAdmission {
   private setting: GateSetting = OPEN;
   private window: string | null = null;
   private running = 0;
@@ -95,23 +109,21 @@ export class Gate {
     return this.running === 0;
   }
 
+  /** Refuses the write when the gate refuses writes now (any maintenance mode). */
+  admitWrite(): void {
+    if (this.setting.mode !== "off") throw this.refusal(this.setting);
+  }
+
   /** Middleware for the guarded routes. */
-  middleware(): MiddlewareHandler {
+  middleware(): MiddlewareHandler<AppEnv> {
     return async (c, next) => {
       const setting = this.setting;
       let bypassed = false;
       if (setting.mode !== "off" && (setting.mode === "full" || !READS.has(c.req.method))) {
         const given = c.req.header(BYPASS_HEADER);
-        if (given === undefined || this.bypass === null || !this.bypass(given)) {
-          this.refused++;
-          throw new HttpProblem(503, "maintenance", "Service Unavailable", setting.detail, {
-            headers: {
-              "Retry-After": String(retryAfter(setting)),
-              ...(this.window && { [WINDOW_HEADER]: this.window }),
-            },
-          });
-        }
+        if (given === undefined || this.bypass === null || !this.bypass(given)) throw this.refusal(setting);
         bypassed = true;
+        c.set("writeAdmission", BYPASSED_WRITES);
       }
       this.running++;
       try {
@@ -123,6 +135,17 @@ export class Gate {
         if (this.window) c.header(WINDOW_HEADER, this.window);
       }
     };
+  }
+
+  /** The maintenance 503, counted as refused. */
+  private refusal(setting: GateSetting): HttpProblem {
+    this.refused++;
+    return new HttpProblem(503, "maintenance", "Service Unavailable", setting.detail, {
+      headers: {
+        "Retry-After": String(retryAfter(setting)),
+        ...(this.window && { [WINDOW_HEADER]: this.window }),
+      },
+    });
   }
 }
 

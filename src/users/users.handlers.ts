@@ -29,7 +29,11 @@ async function mapConflict<T>(write: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The `/users` routes, backed by `users`. */
+/**
+ * The `/users` routes, backed by `users`. A write passes the request's own
+ * admission (set by the gate for a bypassed request) so the repository asks
+ * the right one when the write starts.
+ */
 export function usersRoutes(users: UsersRepository) {
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(listUsers, async (c) => {
@@ -40,7 +44,7 @@ export function usersRoutes(users: UsersRepository) {
       return c.json(page.users.map(toJson), 200);
     })
     .openapi(createUser, async (c) => {
-      const user = await mapConflict(() => users.create(c.req.valid("json")));
+      const user = await mapConflict(() => users.create(c.req.valid("json"), c.get("writeAdmission")));
       c.header("Location", `/users/${user.id}`);
       return c.json(toJson(user), 201);
     })
@@ -52,13 +56,13 @@ export function usersRoutes(users: UsersRepository) {
     })
     .openapi(updateUser, async (c) => {
       const { id } = c.req.valid("param");
-      const user = await mapConflict(() => users.update(id, c.req.valid("json")));
+      const user = await mapConflict(() => users.update(id, c.req.valid("json"), c.get("writeAdmission")));
       if (!user) throw userNotFound(id);
       return c.json(toJson(user), 200);
     })
     .openapi(deleteUser, async (c) => {
       const { id } = c.req.valid("param");
-      if (!(await users.delete(id))) throw userNotFound(id);
+      if (!(await users.delete(id, c.get("writeAdmission")))) throw userNotFound(id);
       return c.body(null, 204);
     });
 }

@@ -1,6 +1,7 @@
 import type { DbHolder } from "../db/db-holder.ts";
 import { errorCode, SchemaNotReadyError } from "../db/errors.ts";
 import type { SchemaStatus } from "../db/migrate.ts";
+import type { WriteAdmission } from "../maintenance/gate.ts";
 import type { User, UserInput } from "./users.schemas.ts";
 
 /** Another user already has this email (compared ignoring case). */
@@ -20,12 +21,15 @@ export interface UserPage {
 /**
  * SQL for the users table. Asks the {@link DbHolder} for the current client on
  * every call, so a pool swap applies to the next query; refuses to run before
- * the schema is migrated.
+ * the schema is migrated. Each write asks `writes` (the maintenance gate, or a
+ * request's own admission) right before its query is issued, so no write
+ * starts while writes are refused.
  */
 export class UsersRepository {
   constructor(
     private readonly db: DbHolder,
     private readonly schema: SchemaStatus,
+    private readonly writes: WriteAdmission,
   ) {}
 
   /** Users with `id > after`, at most `limit`, by id: a keyset page costing the same at any depth. */
@@ -51,8 +55,9 @@ export class UsersRepository {
   }
 
   /** Inserts a user; throws {@link EmailTakenError} when the email is in use. */
-  async create(input: UserInput): Promise<User> {
+  async create(input: UserInput, writes = this.writes): Promise<User> {
     this.ensureReady();
+    writes.admitWrite();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         (sql) => sql<User[]>`
@@ -69,8 +74,9 @@ export class UsersRepository {
    * `updated_at` is always at least 1 ms after the previous one, since clients
    * see milliseconds and two changes within one must not show the same time.
    */
-  async update(id: number, input: UserInput): Promise<User | undefined> {
+  async update(id: number, input: UserInput, writes = this.writes): Promise<User | undefined> {
     this.ensureReady();
+    writes.admitWrite();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         // clock_timestamp(), not CURRENT_TIMESTAMP: the time of this change, not of the transaction.
@@ -87,8 +93,9 @@ export class UsersRepository {
   }
 
   /** Deletes a user; false when there was none. */
-  async delete(id: number): Promise<boolean> {
+  async delete(id: number, writes = this.writes): Promise<boolean> {
     this.ensureReady();
+    writes.admitWrite();
     const result = await this.db.run((sql) => sql`DELETE FROM users WHERE id = ${id}`);
     return result.count > 0;
   }

@@ -18,7 +18,8 @@ const badRequest = problem("Invalid id, query, or body; `errors` names each bad 
 const notFound = problem("No user with this id.");
 const conflict = problem("Another user already has this email (compared ignoring case).");
 const tooLarge = problem("Body larger than 64 KiB.");
-const unsupported = problem("Body is not application/json.");
+const timeout = problem("The body did not arrive within 10 s; the connection is closed.");
+const unsupported = problem("Body is not application/json, or not in UTF-8 (a charset other than utf-8).");
 
 /** `GET /users` */
 export const listUsers = createRoute({
@@ -60,6 +61,7 @@ export const createUser = createRoute({
     },
     400: badRequest,
     409: conflict,
+    408: timeout,
     413: tooLarge,
     415: unsupported,
     503: serviceUnavailableRef,
@@ -96,6 +98,7 @@ export const updateUser = createRoute({
     400: badRequest,
     404: notFound,
     409: conflict,
+    408: timeout,
     413: tooLarge,
     415: unsupported,
     503: serviceUnavailableRef,

@@ -209,14 +209,21 @@ const JSON_MEDIA_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]
 const USER_PATTERN = /^[a-z0-9]{1,16}@(example\.com|example\.org|mail\.example\.net)$/;
 const codePoints = (text: string) => [...text].length;
 
+/** A `charset` parameter, as the server reads it; bodies in any charset but UTF-8 are refused. */
+const CHARSET = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
+
 /** The user a body holds as the server reads it (JSON media type, UTF-8, limit not announced as exceeded), or null. */
 function userIn(spec: BodySpec): { name: string; email: string } | null {
-  if (!JSON_MEDIA_TYPE.test((spec.contentType ?? "").replace(/^[ \t]+|[ \t]+$/g, ""))) return null;
+  const type = (spec.contentType ?? "").replace(/^[ \t]+|[ \t]+$/g, "");
+  if (!JSON_MEDIA_TYPE.test(type)) return null;
+  const charset = CHARSET.exec(type);
+  if (charset && (charset[1] ?? charset[2] ?? "").toLowerCase() !== "utf-8") return null;
   // In-process, the whole body is read whatever Content-Length says; only an announced size over the limit stops it.
   if (declaredSize(spec) > MAX_BODY_BYTES) return null;
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(bodyBytes(spec.body)));
+    // Bytes that are not UTF-8 are refused, never decoded with U+FFFD.
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bodyBytes(spec.body)));
   } catch {
     return null;
   }
@@ -690,6 +697,18 @@ describe("property 5: in maintenance", () => {
           const canHaveBody = !["GET", "HEAD"].includes(verb.toUpperCase());
           const answer = await send(admin, target, initOf(verb, canHaveBody ? spec : undefined, extra));
           const what = () => `${verb} ${target} → ${answer.status} ${answer.text.slice(0, 200)}`;
+          // A POST or PUT body is read before the gate: too large, not UTF-8 or in another charset is said first.
+          const bodyRefused: Record<number, string> = {
+            400: "malformed-request",
+            413: "payload-too-large",
+            415: "unsupported-media-type",
+          };
+          if (["POST", "PUT"].includes(verb.toUpperCase()) && spec && bodyRefused[answer.status]) {
+            const problem = JSON.parse(answer.text) as ProblemJson;
+            check(problem.type === `${PROBLEM_TYPE_PREFIX}${bodyRefused[answer.status]}`, () => `body: ${what()}`);
+            if (answer.status === 400) check(problem.detail === "The request body is not valid UTF-8.", what);
+            return;
+          }
           check(answer.status === 503, () => `not 503 in maintenance: ${what()}`);
           check(answer.headers.get("content-type") === "application/problem+json", () => `not problem+json: ${what()}`);
           check(answer.headers.get("retry-after") === String(RETRY_AFTER_SECONDS), () => `Retry-After: ${what()}`);
@@ -854,7 +873,7 @@ describe("over a real socket (spawned service)", () => {
             // The app answered: the usual invariants.
             expectSane(
               { status: answer.status, headers: new Headers([...answer.headers]), text: answer.body },
-              { method: verb, target, allowed: [200, 201, 400, 404, 409, 413, 415] },
+              { method: verb, target, allowed: [200, 201, 400, 404, 405, 409, 413, 415] },
             );
           } else {
             // The runtime refused the framing before the app saw it.

@@ -369,12 +369,14 @@ describe("unknown routes", () => {
     });
   });
 
-  test("PATCH /users/{id}, a method the API does not have, answers 404 problem", async () => {
-    await expectProblem(await request("/users/1", jsonBody("PATCH", { name: "x" })), {
-      status: 404,
-      type: "not-found",
-      title: "Not Found",
-      detail: "No route for PATCH /users/1.",
+  test("PATCH /users/{id}, a method the API does not have, answers 405 problem with Allow", async () => {
+    const response = await request("/users/1", jsonBody("PATCH", { name: "x" }));
+    expect(response.headers.get("allow")).toBe("DELETE, GET, HEAD, PUT");
+    await expectProblem(response, {
+      status: 405,
+      type: "method-not-allowed",
+      title: "Method Not Allowed",
+      detail: "PATCH is not served on /users/1; allowed: DELETE, GET, HEAD, PUT.",
       instance: "/users/1",
     });
   });

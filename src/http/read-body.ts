@@ -1,0 +1,135 @@
+import type { MiddlewareHandler } from "hono";
+import { HttpProblem } from "./problem.ts";
+
+/** Largest request body accepted, in bytes. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * Longest a client may take to send its whole body, counted from when the
+ * request reaches the app. A constant, not configuration: 64 KiB in 10 s is
+ * 6.4 KB/s, slower than any client we serve.
+ */
+export const BODY_READ_TIMEOUT_MS = 10_000;
+
+/**
+ * The status counted and logged (never sent) for a client that closed the
+ * connection before its body arrived: nginx's 499, so it is not a 5xx.
+ */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const charsetParameter = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
+
+const tooLarge = () =>
+  new HttpProblem(413, "payload-too-large", "Payload Too Large", `Request body exceeds ${MAX_BODY_BYTES} bytes.`);
+
+const timedOut = () =>
+  new HttpProblem(
+    408,
+    "request-timeout",
+    "Request Timeout",
+    `The request body did not arrive within ${BODY_READ_TIMEOUT_MS / 1000} s.`,
+    { headers: { Connection: "close" } },
+  );
+
+const clientClosed = () =>
+  new HttpProblem(
+    CLIENT_CLOSED_REQUEST,
+    "client-closed-request",
+    "Client Closed Request",
+    "The client closed the connection before sending the whole body.",
+  );
+
+/**
+ * Reads the whole request body before the request goes further: at most
+ * {@link MAX_BODY_BYTES} (413), within {@link BODY_READ_TIMEOUT_MS} (408),
+ * in UTF-8 (415 for another charset, 400 for bytes that are not UTF-8). The
+ * text is left in Hono's body cache, where the route's validator reads it.
+ *
+ * It runs before the maintenance gate, so a request counts as in flight only
+ * once its body is here: a slow upload cannot hold a drain open, and a body
+ * that completes during maintenance meets the gate as it is then.
+ */
+export function readBody(): MiddlewareHandler {
+  return async (c, next) => {
+    const request = c.req.raw;
+    const declared = request.headers.get("content-length");
+    if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw tooLarge();
+    // Hono's RegExpRouter matches a "/users/*" middleware twice for the literal path "/users/*"
+    // (no upstream report found): the body is read once.
+    if (request.body === null || request.bodyUsed) return next();
+    // Size first, whatever the media type says: a body over the limit is a 413.
+    const bytes = await readAll(request.body);
+    const contentType = request.headers.get("content-type");
+    if (contentType !== null) requireUtf8(contentType);
+    // Hono types the cache as values, but its json() and text() await what is there.
+    (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(decode(bytes));
+    await next();
+  };
+}
+
+/** 415 unless `contentType` names no charset or UTF-8: the body is only ever decoded as UTF-8. */
+function requireUtf8(contentType: string): void {
+  const match = charsetParameter.exec(contentType);
+  if (match === null) return;
+  const charset = match[1] ?? match[2] ?? "";
+  if (charset.toLowerCase() !== "utf-8") {
+    throw new HttpProblem(
+      415,
+      "unsupported-media-type",
+      "Unsupported Media Type",
+      `Send the body in UTF-8 (charset=utf-8 or no charset), not charset=${charset}.`,
+    );
+  }
+}
+
+function decode(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new HttpProblem(400, "malformed-request", "Bad Request", "The request body is not valid UTF-8.", {
+      errors: [{ field: "body", message: "body is not valid UTF-8" }],
+    });
+  }
+}
+
+/** The body's bytes; 413 past the limit, 408 past the deadline, 499 when the client went away. */
+async function readAll(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const reader = body.getReader();
+  let expired = false;
+  // Cancelling ends the pending read (done), which the loop then reports as the timeout.
+  const timer = setTimeout(() => {
+    expired = true;
+    reader.cancel().catch(() => {});
+  }, BODY_READ_TIMEOUT_MS);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      let read: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        read = await reader.read();
+      } catch {
+        throw expired ? timedOut() : clientClosed();
+      }
+      if (expired) throw timedOut();
+      if (read.done) break;
+      size += read.value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(read.value);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
