@@ -128,6 +128,12 @@ export interface RunOptions {
   idempotent?: boolean;
   /** Overrides the holder's query timeout for this call. */
   timeoutMs?: number;
+  /**
+   * A write's last check, made once its transaction holds a connection and
+   * right before the write is sent: throwing ends the transaction with nothing
+   * written (the maintenance gate refuses writes this way).
+   */
+  admission?: { admitWrite(): void };
 }
 
 /** Seconds `end()` may take to close a drained client's sockets before destroying them. */
@@ -207,7 +213,7 @@ export class DbHolder {
     this.queriesTotal++;
     const start = options.idempotent
       ? () => work(generation.sql)
-      : (run: PendingRun<T>) => inTransaction(generation.sql, work, run);
+      : (run: PendingRun<T>) => inTransaction(generation.sql, work, run, options.admission);
     const run = new PendingRun(start, Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
     generation.runs.add(run);
     return run.settled.then(
@@ -403,10 +409,18 @@ export class DbHolder {
 /**
  * Runs a write in a transaction whose COMMIT is sent only while `run` is still
  * waited for: given up before, the transaction rolls back (or is never begun).
+ * `admission` is asked once the transaction holds a connection, so a write
+ * that waited for one does not start after writes were refused meanwhile.
  */
-function inTransaction<T>(sql: Sql, work: (sql: Sql) => Promise<T>, run: PendingRun<T>): Promise<T> {
+function inTransaction<T>(
+  sql: Sql,
+  work: (sql: Sql) => Promise<T>,
+  run: PendingRun<T>,
+  admission: RunOptions["admission"],
+): Promise<T> {
   return sql.begin(async (tx) => {
     if (run.givenUp) throw new DatabaseUnavailableError("given up before the write was sent");
+    admission?.admitWrite();
     // postgres.js's TransactionSql runs tagged queries like Sql; work must not begin, reserve or end.
     const result = await work(tx as unknown as Sql);
     if (run.givenUp) throw new DatabaseUnavailableError("given up before COMMIT");

@@ -22,8 +22,8 @@ export interface UserPage {
  * SQL for the users table. Asks the {@link DbHolder} for the current client on
  * every call, so a pool swap applies to the next query; refuses to run before
  * the schema is migrated. Each write asks `writes` (the maintenance gate, or a
- * request's own admission) right before its query is issued, so no write
- * starts while writes are refused.
+ * request's own admission) once its transaction holds a connection, right
+ * before the write is sent, so no write starts while writes are refused.
  */
 export class UsersRepository {
   constructor(
@@ -57,12 +57,12 @@ export class UsersRepository {
   /** Inserts a user; throws {@link EmailTakenError} when the email is in use. */
   async create(input: UserInput, writes = this.writes): Promise<User> {
     this.ensureReady();
-    writes.admitWrite();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         (sql) => sql<User[]>`
           INSERT INTO users (name, email) VALUES (${input.name}, ${input.email})
           RETURNING id, name, email, created_at, updated_at`,
+        { admission: writes },
       ),
     );
     if (!user) throw new Error("INSERT returned no row");
@@ -76,7 +76,6 @@ export class UsersRepository {
    */
   async update(id: number, input: UserInput, writes = this.writes): Promise<User | undefined> {
     this.ensureReady();
-    writes.admitWrite();
     const [user] = await this.uniqueEmail(input.email, () =>
       this.db.run(
         // clock_timestamp(), not CURRENT_TIMESTAMP: the time of this change, not of the transaction.
@@ -87,6 +86,7 @@ export class UsersRepository {
               date_trunc('milliseconds', updated_at) + interval '1 millisecond')
           WHERE id = ${id}
           RETURNING id, name, email, created_at, updated_at`,
+        { admission: writes },
       ),
     );
     return user;
@@ -95,8 +95,7 @@ export class UsersRepository {
   /** Deletes a user; false when there was none. */
   async delete(id: number, writes = this.writes): Promise<boolean> {
     this.ensureReady();
-    writes.admitWrite();
-    const result = await this.db.run((sql) => sql`DELETE FROM users WHERE id = ${id}`);
+    const result = await this.db.run((sql) => sql`DELETE FROM users WHERE id = ${id}`, { admission: writes });
     return result.count > 0;
   }
 

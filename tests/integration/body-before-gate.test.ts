@@ -204,4 +204,32 @@ describe("the gate is asked again when a write starts", () => {
       await db.close(1000);
     }
   });
+
+  test("a write waiting for a pooled connection when the gate closes gets the maintenance 503 and writes nothing", async () => {
+    const db = new DbHolder(parseDatabaseUrl(database.url), {
+      max: 1,
+      connectTimeoutMs: 2000,
+      idleTimeoutSeconds: 5,
+      queryTimeoutMs: 5000,
+      instanceId: "recheck-queued",
+      logger: silentLogger,
+    });
+    const gate = new Gate();
+    const users = new UsersRepository(db, { ready: true }, gate);
+    try {
+      // The only connection is busy, so the write, admitted while the gate is open, waits for it.
+      const busy = db.run((sql) => sql`SELECT pg_sleep(0.5)`, { idempotent: true });
+      const write = users.create({ name: "Queued", email: "queued@example.com" }).then(
+        () => "written",
+        (error: unknown) => error,
+      );
+      gate.set({ mode: "full", detail: "Closed while queued.", retryAfterSeconds: 3, retryUntil: null });
+      await busy;
+      const outcome = await write;
+      expect(outcome).toMatchObject({ status: 503, slug: "maintenance", detail: "Closed while queued." });
+      expect(await rowsWithEmail("queued@example.com")).toBe(0);
+    } finally {
+      await db.close(1000);
+    }
+  });
 });
