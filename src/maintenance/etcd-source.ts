@@ -92,7 +92,7 @@ export class EtcdSource implements MaintenanceSource {
       last_confirmed_at: confirmed === null ? null : new Date(confirmed).toISOString(),
       stale_seconds: status === "connected" || age === null ? null : Math.round(age / 100) / 10,
       last_error: unconfirmed
-        ? `etcd has not confirmed the state for over ${Math.round(this.timings.confirmedWithinMs / 1000)} s`
+        ? `etcd has not confirmed the state for over ${this.timings.confirmedWithinMs / 1000} s`
         : this.lastError,
     };
   }
