@@ -116,6 +116,7 @@ async function on(store: MaintenanceStore, keys: Keys, invocation: OnInvocation,
   if (!invocation.wait) return 0;
   return waitForFleet(store, out, {
     serviceKey: keys.service,
+    writtenKey: key,
     target: { goal: "on", field: invocation.global ? "global_revision" : "revision", revision: written.revision },
     timeoutMs: invocation.timeoutMs,
   });
@@ -135,6 +136,7 @@ async function off(store: MaintenanceStore, keys: Keys, invocation: OffInvocatio
   if (!invocation.wait) return 0;
   return waitForFleet(store, out, {
     serviceKey: keys.service,
+    writtenKey: key,
     // A delete of nothing leaves no event to read: then only the mode counts.
     target: {
       goal: "off",

@@ -220,3 +220,43 @@ describe("acknowledgements after etcd's history went back", () => {
     });
   }
 });
+
+describe("maint --wait while etcd's history goes back", () => {
+  test("exits 1 saying the history went back and what the key holds now, instead of waiting for revisions that will not come", async () => {
+    const etcd = await startEtcd();
+    const key = "/maintenance/history-cli";
+    await put(etcd, key, "false");
+    // An instance that does not read the write keeps the wait going.
+    const stuck: Acknowledgement = {
+      instance: "stuck",
+      mode: "off",
+      phase: "serving",
+      revision: 2,
+      global_revision: null,
+      since: null,
+      drained: true,
+      in_flight: 0,
+      pool_max: 10,
+      open_connections: null,
+      version: "test",
+      updated_at: new Date().toISOString(),
+    };
+    const snapshotRevision = await put(etcd, `${key}/instances/stuck`, JSON.stringify(stuck));
+    const snapshot = await etcd.snapshot();
+    await writeOthers(etcd, 30);
+
+    const out = captureOutput();
+    const env = { ETCD_ENDPOINTS: etcd.endpoint, MAINTENANCE_KEY: key };
+    const running = runMaint(["on", "--wait", "--timeout", "20s"], env, out);
+    await waitFor("the wait to begin", () => out.stdout.some((line) => line.startsWith("waiting up to")));
+    const written = Number(/at revision (\d+)/.exec(out.stdout[0] ?? "")?.[1]);
+    await etcd.restore(snapshot);
+
+    expect(await running).toBe(1);
+    expect(out.stderr).toEqual([
+      `maint: etcd.history_reset: etcd answers at revision ${snapshotRevision} after ${written} had been seen ` +
+        `(revision went back: restored from a snapshot or rebuilt); the write at revision ${written} may be gone`,
+      `maint: ${key} holds false now: run the command again to write and wait in etcd's new history`,
+    ]);
+  });
+});
