@@ -1,5 +1,5 @@
-import { type Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from "etcd3";
-import { ETCD_CALL_TIMEOUT_MS } from "../maintenance/etcd-client.ts";
+import type { Etcd3 } from "etcd3";
+import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-client.ts";
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
@@ -128,18 +128,11 @@ export class MaintenanceStore {
       return response;
     } catch (error) {
       if (error instanceof EtcdCallError) throw error;
-      throw new EtcdCallError(describeEtcdError(error), isUnreachable(error), { cause: error });
+      throw new EtcdCallError(describeEtcdError(error), isEtcdUnreachable(error), { cause: error });
     } finally {
       clearTimeout(timer);
     }
   }
-}
-
-function isUnreachable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    isRecoverableError(error) || error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError
-  );
 }
 
 /** grpc's messages, to one readable line: `14 UNAVAILABLE: No connection established. Last error: …`. */

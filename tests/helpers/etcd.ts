@@ -77,6 +77,16 @@ export class TestEtcd {
     this.process = undefined;
   }
 
+  /** Stops etcd (SIGSTOP) without closing its connections: calls are taken and never answered. */
+  freeze(): void {
+    this.process?.kill("SIGSTOP");
+  }
+
+  /** Lets a {@link freeze}d etcd run again (SIGCONT). */
+  thaw(): void {
+    this.process?.kill("SIGCONT");
+  }
+
   /** Saves a snapshot of the live store (`etcdctl snapshot save`); resolves with its file. */
   async snapshot(): Promise<string> {
     const file = join(this.workDir, `snapshot-${++this.generation}.db`);
