@@ -3,7 +3,7 @@ import type { Acknowledgement } from "../maintenance/fleet.ts";
 import type { InstanceEntry } from "./acks.ts";
 import { instancesTable } from "./acks.ts";
 import { formatDuration } from "./duration.ts";
-import type { Output } from "./output.ts";
+import { type Output, printable } from "./output.ts";
 import { EtcdCallError, type MaintenanceStore } from "./store.ts";
 
 /** What `--wait` waits for. */
@@ -109,14 +109,14 @@ export async function waitForFleet(store: MaintenanceStore, out: Output, options
     if (performance.now() - started >= timeoutMs) {
       if (lastError) {
         out.err(
-          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${lastError.message}`,
+          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${printable(lastError.message)}`,
         );
         return 1;
       }
       const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
       out.err(
         `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
-          pending.map((p) => `${p.name} (${explain(p)})`).join(", "),
+          pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", "),
       );
       return 1;
     }
@@ -143,7 +143,7 @@ async function historyWentBack(
       `(${reset.cause} went back: restored from a snapshot or rebuilt); ${written} may be gone`,
   );
   const now = await store.read(writtenKey).catch(() => null);
-  const holds = now === null ? "cannot be read" : now.value === null ? "is not set" : `holds ${now.value}`;
+  const holds = now === null ? "cannot be read" : now.value === null ? "is not set" : `holds ${printable(now.value)}`;
   out.err(`maint: ${writtenKey} ${holds} now: run the command again to write and wait in etcd's new history`);
   return 1;
 }
