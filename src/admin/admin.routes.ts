@@ -35,7 +35,7 @@ const STORE_RETRY_AFTER_SECONDS = 5;
 const storeUnavailable = {
   ...problem(
     "etcd, which holds the key, does not answer: `maintenance-store-unavailable` (nothing was written), or " +
-      "`maintenance-write-outcome-unknown` (a write was sent but not confirmed by its deadline: read the key).",
+      "`maintenance-write-outcome-unknown` (a write was sent but never confirmed: read the key).",
   ),
   headers: {
     "Retry-After": {
@@ -116,8 +116,8 @@ async function fromStore<T>(call: () => Promise<T>, writes: boolean): Promise<T>
         503,
         "maintenance-write-outcome-unknown",
         "Service Unavailable",
-        "etcd, which holds the maintenance key, did not confirm the write in time: it may or may not have been " +
-          "applied. Read the key before writing again.",
+        "etcd, which holds the maintenance key, did not confirm the write: it may or may not have been applied. " +
+          "Read the key before writing again.",
         { headers },
       );
     }

@@ -1,4 +1,5 @@
-import { type Etcd3, GRPCDeadlineExceededError } from "etcd3";
+import { isBrokenCircuitError } from "cockatiel";
+import type { Etcd3 } from "etcd3";
 import { isEtcdUnreachable } from "./etcd-client.ts";
 
 /** The key's current value and its revision. */
@@ -62,8 +63,16 @@ export class EtcdWriter implements MaintenanceWriter {
       return await run();
     } catch (error) {
       if (!isEtcdUnreachable(error)) throw error;
-      const unknown = writes && error instanceof GRPCDeadlineExceededError;
-      throw new StoreUnavailableError(unknown ? "unknown" : "not-done", { cause: error });
+      throw new StoreUnavailableError(writes && !neverSent(error) ? "unknown" : "not-done", { cause: error });
     }
   }
+}
+
+/**
+ * Whether a failed call certainly never reached etcd: refused by an open circuit breaker, or no
+ * connection to send it on (grpc-js says "No connection established"). A deadline passed or a
+ * connection dropped with the call on it (UNAVAILABLE too) leaves a write's outcome unknown.
+ */
+function neverSent(error: unknown): boolean {
+  return isBrokenCircuitError(error) || (error instanceof Error && error.message.includes("No connection established"));
 }
