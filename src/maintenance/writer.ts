@@ -18,15 +18,15 @@ export interface MaintenanceWriter {
 }
 
 /**
- * The store of the key did not answer: `not-done` when the call cannot have taken effect (nothing
- * was sent, or it was a read), `unknown` when a write was sent and no answer came by its deadline.
+ * The store of the key did not answer: `not-done` when the call cannot have taken effect (it never
+ * reached etcd, or it was a read), `unknown` when a write reached it and was never confirmed.
  */
 export class StoreUnavailableError extends Error {
   constructor(
     readonly outcome: "not-done" | "unknown",
     options: { cause: unknown },
   ) {
-    super(outcome === "unknown" ? "no answer to the write by its deadline" : "the store is not reachable", options);
+    super(outcome === "unknown" ? "the write was sent and never confirmed" : "the store is not reachable", options);
     this.name = "StoreUnavailableError";
   }
 }
