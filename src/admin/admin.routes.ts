@@ -5,7 +5,7 @@ import { problem, validationHook } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { MaintenanceObserver } from "../maintenance/manager.ts";
 import { parseMaintenanceValue } from "../maintenance/value.ts";
-import type { MaintenanceWriter } from "../maintenance/writer.ts";
+import { type MaintenanceWriter, StoreUnavailableError } from "../maintenance/writer.ts";
 import { sleep } from "../util/sleep.ts";
 
 /** Name of the bearer security scheme in the OpenAPI document. */
@@ -30,6 +30,20 @@ const ok = (description: string) => ({
   content: { "application/json": { schema: MaintenanceKeySchema } },
 });
 const unauthorized = problem("Missing or wrong bearer token.");
+/** Seconds a client is asked to wait when etcd does not answer. */
+const STORE_RETRY_AFTER_SECONDS = 5;
+const storeUnavailable = {
+  ...problem(
+    "etcd, which holds the key, does not answer: `maintenance-store-unavailable` (nothing was written), or " +
+      "`maintenance-write-outcome-unknown` (a write was sent but never confirmed: read the key).",
+  ),
+  headers: {
+    "Retry-After": {
+      description: "Seconds to wait before retrying.",
+      schema: { type: "integer" as const, minimum: 0 },
+    },
+  },
+};
 
 const getMaintenance = createRoute({
   method: "get",
@@ -38,7 +52,7 @@ const getMaintenance = createRoute({
   tags,
   security,
   summary: "Read the maintenance key and this instance's state",
-  responses: { 200: ok("The key and the state."), 401: unauthorized },
+  responses: { 200: ok("The key and the state."), 401: unauthorized, 503: storeUnavailable },
 });
 
 const putMaintenance = createRoute({
@@ -72,6 +86,7 @@ const putMaintenance = createRoute({
     401: unauthorized,
     413: problem("Body larger than 64 KiB."),
     415: problem("Body is neither text/plain nor application/json."),
+    503: storeUnavailable,
   },
 });
 
@@ -82,13 +97,39 @@ const deleteMaintenance = createRoute({
   tags,
   security,
   summary: "Delete the maintenance key (maintenance off)",
-  responses: { 200: ok("Deleted and applied by this instance."), 401: unauthorized },
+  responses: { 200: ok("Deleted and applied by this instance."), 401: unauthorized, 503: storeUnavailable },
 });
+
+/**
+ * Runs a call on the key's store; etcd not answering is a 503 problem with Retry-After (invariant 9:
+ * `maintenance-store-unavailable` when nothing was done, its own type when a write's outcome is unknown).
+ */
+async function fromStore<T>(call: () => Promise<T>, writes: boolean): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    const headers = { "Retry-After": String(STORE_RETRY_AFTER_SECONDS) };
+    const unreachable = "etcd, which holds the maintenance key, is not reachable right now";
+    if (error.outcome === "unknown") {
+      throw new HttpProblem(
+        503,
+        "maintenance-write-outcome-unknown",
+        "Service Unavailable",
+        "etcd, which holds the maintenance key, did not confirm the write: it may or may not have been applied. " +
+          "Read the key before writing again.",
+        { headers },
+      );
+    }
+    const detail = writes ? `${unreachable}: nothing was written.` : `${unreachable}.`;
+    throw new HttpProblem(503, "maintenance-store-unavailable", "Service Unavailable", detail, { headers });
+  }
+}
 
 /** `/admin/maintenance`: read and write the maintenance key over HTTP. */
 export function adminRoutes(key: string, writer: MaintenanceWriter, manager: MaintenanceObserver) {
   const describe = async () => {
-    const stored = await writer.read();
+    const stored = await fromStore(() => writer.read(), false);
     return { key, value: stored.value, revision: String(stored.revision), maintenance: manager.status() };
   };
   const afterWrite = async (revision: number) => {
@@ -114,7 +155,9 @@ export function adminRoutes(key: string, writer: MaintenanceWriter, manager: Mai
           },
         );
       }
-      return c.json(await afterWrite(await writer.write(value)), 200);
+      return c.json(await afterWrite(await fromStore(() => writer.write(value), true)), 200);
     })
-    .openapi(deleteMaintenance, async (c) => c.json(await afterWrite(await writer.clear()), 200));
+    .openapi(deleteMaintenance, async (c) =>
+      c.json(await afterWrite(await fromStore(() => writer.clear(), true)), 200),
+    );
 }

@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import type { Acknowledgement } from "../maintenance/fleet.ts";
 import { formatDuration } from "./duration.ts";
+import { printable } from "./output.ts";
 import { renderTable } from "./table.ts";
 
 /** An acknowledgement as `fleet.ts` writes it; other fields are ignored. */
@@ -79,5 +80,9 @@ export function instancesTable(entries: InstanceEntry[], now: number, columns: "
       Number.isNaN(age) ? "?" : `${formatDuration(Math.max(0, age))} ago`,
     ];
   });
-  return renderTable(headers, rows);
+  // Instance ids, and the reasons an entry is unreadable, come from etcd.
+  return renderTable(
+    headers,
+    rows.map((row) => row.map(printable)),
+  );
 }

@@ -6,7 +6,7 @@ import { instancesTable } from "./acks.ts";
 import { type Invocation, parseCommandLine, USAGE, USAGE_HINT, UsageError } from "./args.ts";
 import { formatDuration } from "./duration.ts";
 import { type Pending, waitForFleet } from "./fleet-wait.ts";
-import type { Output } from "./output.ts";
+import { type Output, printable, printableJson } from "./output.ts";
 import { EtcdCallError, MaintenanceStore, type StoredKey } from "./store.ts";
 
 /** The variables the CLI reads; others (PORT, DATABASE_URL, …) are the service's business, not the CLI's. */
@@ -85,8 +85,8 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
     if (!(error instanceof EtcdCallError)) throw error;
     out.err(
       error.unreachable
-        ? `maint: cannot reach etcd at ${endpoints}: ${error.message}`
-        : `maint: etcd at ${endpoints} refused the request: ${error.message}`,
+        ? `maint: cannot reach etcd at ${endpoints}: ${printable(error.message)}`
+        : `maint: etcd at ${endpoints} refused the request: ${printable(error.message)}`,
     );
     return 1;
   } finally {
@@ -116,6 +116,7 @@ async function on(store: MaintenanceStore, keys: Keys, invocation: OnInvocation,
   if (!invocation.wait) return 0;
   return waitForFleet(store, out, {
     serviceKey: keys.service,
+    writtenKey: key,
     target: { goal: "on", field: invocation.global ? "global_revision" : "revision", revision: written.revision },
     timeoutMs: invocation.timeoutMs,
   });
@@ -128,13 +129,14 @@ async function off(store: MaintenanceStore, keys: Keys, invocation: OffInvocatio
   out.out(
     deleted.previous === null
       ? `maintenance off: ${key} was not set (revision ${deleted.revision})`
-      : `maintenance off: deleted ${key} (it held ${deleted.previous}) at revision ${deleted.revision}`,
+      : `maintenance off: deleted ${key} (it held ${printable(deleted.previous)}) at revision ${deleted.revision}`,
   );
   const holding = other === null ? null : await stillOn(store, other);
   if (holding) out.out(`note: ${other} still asks for ${holding}: instances stay in maintenance until it is off too`);
   if (!invocation.wait) return 0;
   return waitForFleet(store, out, {
     serviceKey: keys.service,
+    writtenKey: key,
     // A delete of nothing leaves no event to read: then only the mode counts.
     target: {
       goal: "off",
@@ -192,14 +194,14 @@ async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: O
           : { instance: name, problem },
       ),
     };
-    out.out(JSON.stringify(report, null, 2));
+    out.out(printableJson(report));
     return 0;
   }
 
   const line = (role: string, stored: StoredKey, leaseSeconds: number | null) => {
     if (stored.value === null) return `${role} ${stored.key}: not set (off)`;
     const lease = stored.lease === null ? "" : `, lease ${stored.lease}, ${leaseSeconds ?? "?"}s left`;
-    return `${role} ${stored.key} = ${stored.value} (revision ${stored.revision}${lease}): ${meaning(stored.value, now)}`;
+    return `${role} ${stored.key} = ${printable(stored.value)} (revision ${stored.revision}${lease}): ${meaning(stored.value, now)}`;
   };
   out.out(line("service key", service, serviceLease));
   out.out(

@@ -1,8 +1,9 @@
+import type { HistoryReset } from "../maintenance/etcd-history.ts";
 import type { Acknowledgement } from "../maintenance/fleet.ts";
 import type { InstanceEntry } from "./acks.ts";
 import { instancesTable } from "./acks.ts";
 import { formatDuration } from "./duration.ts";
-import type { Output } from "./output.ts";
+import { type Output, printable } from "./output.ts";
 import { EtcdCallError, type MaintenanceStore } from "./store.ts";
 
 /** What `--wait` waits for. */
@@ -51,6 +52,8 @@ const POLL_MS = 200;
 /** Options of {@link waitForFleet}. */
 export interface WaitOptions {
   serviceKey: string;
+  /** The key the command wrote: read again, to say what it holds, when etcd's history went back. */
+  writtenKey: string;
   target: WaitTarget;
   timeoutMs: number;
   /** Adds to each pending instance's reason at the timeout, e.g. the other key still holding maintenance. */
@@ -81,6 +84,7 @@ export async function waitForFleet(store: MaintenanceStore, out: Output, options
       if (!(error instanceof EtcdCallError)) throw error;
       lastError = error;
     }
+    if (store.historyReset) return historyWentBack(store, out, options, store.historyReset);
     if (!lastError && entries.length === 0) {
       out.err(
         `maint: no instance acknowledges under ${serviceKey}/instances/: nothing confirms the change ` +
@@ -105,18 +109,41 @@ export async function waitForFleet(store: MaintenanceStore, out: Output, options
     if (performance.now() - started >= timeoutMs) {
       if (lastError) {
         out.err(
-          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${lastError.message}`,
+          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${printable(lastError.message)}`,
         );
         return 1;
       }
       const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
       out.err(
         `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
-          pending.map((p) => `${p.name} (${explain(p)})`).join(", "),
+          pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", "),
       );
       return 1;
     }
     const left = timeoutMs - (performance.now() - started);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(POLL_MS, left))));
   }
+}
+
+/**
+ * etcd was restored from a snapshot or rebuilt while waiting: the written revision means nothing
+ * in its new history (the write itself may be gone), and acknowledgements restored with it are
+ * stale. Says so, with what the key holds now, and exits 1: running the command again writes and
+ * waits in the new history.
+ */
+async function historyWentBack(
+  store: MaintenanceStore,
+  out: Output,
+  { writtenKey, target }: WaitOptions,
+  reset: HistoryReset,
+): Promise<number> {
+  const written = target.revision === null ? "the change" : `the write at revision ${target.revision}`;
+  out.err(
+    `maint: etcd.history_reset: etcd answers at revision ${reset.revision} after ${reset.seen} had been seen ` +
+      `(${reset.cause} went back: restored from a snapshot or rebuilt); ${written} may be gone`,
+  );
+  const now = await store.read(writtenKey).catch(() => null);
+  const holds = now === null ? "cannot be read" : now.value === null ? "is not set" : `holds ${printable(now.value)}`;
+  out.err(`maint: ${writtenKey} ${holds} now: run the command again to write and wait in etcd's new history`);
+  return 1;
 }

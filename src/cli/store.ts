@@ -1,5 +1,6 @@
-import { type Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from "etcd3";
-import { ETCD_CALL_TIMEOUT_MS } from "../maintenance/etcd-client.ts";
+import type { Etcd3 } from "etcd3";
+import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-client.ts";
+import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
 
@@ -48,15 +49,21 @@ const hexLease = (id: string | number) => BigInt(id).toString(16);
 /**
  * The CLI's etcd operations, each bounded: the client's own 5 s deadlines,
  * raced against a timer for the calls that might outlive them (dialing, retries).
+ * Every answer is checked against the history seen so far ({@link EtcdHistory}),
+ * so a write's revision is known to be meaningless once etcd was restored or rebuilt.
  */
 export class MaintenanceStore {
+  private readonly history = new EtcdHistory();
+  /** The latest time etcd's history was found to have gone back, if ever. */
+  historyReset: HistoryReset | null = null;
+
   constructor(
     private readonly client: Etcd3,
     private readonly timeoutMs = ETCD_CALL_TIMEOUT_MS + 500,
   ) {}
 
   async read(key: string): Promise<StoredKey> {
-    const response = await this.bounded(this.client.get(key).exec());
+    const response = await this.bounded(() => this.client.get(key).exec());
     const [kv] = response.kvs;
     const lease = kv && kv.lease !== "0" ? hexLease(kv.lease) : null;
     return {
@@ -70,7 +77,7 @@ export class MaintenanceStore {
 
   /** Seconds left on a lease (hex id); null when it is gone. */
   async leaseSecondsLeft(lease: string): Promise<number | null> {
-    const response = await this.bounded(
+    const response = await this.bounded(() =>
       this.client.leaseClient.leaseTimeToLive({ ID: BigInt(`0x${lease}`).toString() }),
     );
     const ttl = Number(response.TTL);
@@ -81,18 +88,18 @@ export class MaintenanceStore {
   async write(key: string, value: string, ttlSeconds: number | null): Promise<WriteResult> {
     let lease: string | null = null;
     if (ttlSeconds !== null) {
-      const grant = await this.bounded(this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+      const grant = await this.bounded(() => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
       lease = grant.ID;
     }
     const put = this.client.put(key).value(value);
     if (lease !== null) put.lease(lease);
-    const response = await this.bounded(put.exec());
+    const response = await this.bounded(() => put.exec());
     return { revision: Number(response.header.revision), lease: lease === null ? null : hexLease(lease) };
   }
 
   /** Deletes `key`, returning what it held. */
   async delete(key: string): Promise<DeleteResult> {
-    const response = await this.bounded(this.client.kv.deleteRange({ key: Buffer.from(key), prev_kv: true }));
+    const response = await this.bounded(() => this.client.kv.deleteRange({ key: Buffer.from(key), prev_kv: true }));
     const [previous] = response.prev_kvs;
     return { revision: Number(response.header.revision), previous: previous ? previous.value.toString("utf8") : null };
   }
@@ -100,13 +107,14 @@ export class MaintenanceStore {
   /** Every acknowledgement under `<serviceKey>/instances/`, by instance name. */
   async instances(serviceKey: string): Promise<InstanceEntry[]> {
     const prefix = instancesPrefix(serviceKey);
-    const response = await this.bounded(this.client.getAll().prefix(prefix).exec());
+    const response = await this.bounded(() => this.client.getAll().prefix(prefix).exec());
     return response.kvs
       .map((kv) => parseEntry(kv.key.toString("utf8").slice(prefix.length), kv.value.toString("utf8")))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  private async bounded<T>(call: Promise<T>): Promise<T> {
+  private async bounded<T extends { header: EtcdHeader }>(call: () => Promise<T>): Promise<T> {
+    const mark = this.history.mark();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -115,21 +123,16 @@ export class MaintenanceStore {
       );
     });
     try {
-      return await Promise.race([call, deadline]);
+      const response = await Promise.race([call(), deadline]);
+      this.historyReset = this.history.check(response.header, mark) ?? this.historyReset;
+      return response;
     } catch (error) {
       if (error instanceof EtcdCallError) throw error;
-      throw new EtcdCallError(describeEtcdError(error), isUnreachable(error), { cause: error });
+      throw new EtcdCallError(describeEtcdError(error), isEtcdUnreachable(error), { cause: error });
     } finally {
       clearTimeout(timer);
     }
   }
-}
-
-function isUnreachable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    isRecoverableError(error) || error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError
-  );
 }
 
 /** grpc's messages, to one readable line: `14 UNAVAILABLE: No connection established. Last error: …`. */

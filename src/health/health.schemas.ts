@@ -4,7 +4,9 @@ const SourceStatusSchema = z
   .object({
     kind: z.enum(["etcd", "memory"]),
     status: z.enum(["connected", "connecting", "unavailable"]).openapi({
-      description: "`unavailable`: the source is lost and the last known state is kept (fail-static).",
+      description:
+        "`connected`: etcd confirmed the state within the last 60 s. `unavailable`: the source is lost, or has " +
+        "not confirmed the state within 60 s; the last known state is kept (fail-static).",
     }),
     last_confirmed_at: z.string().nullable().openapi({ format: "date-time" }),
     stale_seconds: z.number().nullable().openapi({ description: "Age of the kept state while unavailable." }),

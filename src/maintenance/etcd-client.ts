@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { IBackoff } from "cockatiel";
-import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen } from "cockatiel";
-import { Etcd3, type IOptions, isRecoverableError } from "etcd3";
+import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError } from "cockatiel";
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions, isRecoverableError } from "etcd3";
 import type { Config } from "../config.ts";
 
 /** Deadline of every unary etcd call; etcd3 sets none by default. */
@@ -48,4 +48,19 @@ export function createEtcdClient(etcd: Config["etcd"]): Etcd3 {
     };
   }
   return new Etcd3(options);
+}
+
+/**
+ * Whether an etcd call failed for want of an answer (etcd down, unreachable, too slow), as opposed
+ * to an answer refusing it (auth, permissions). A call made while every host's circuit breaker is
+ * open fails with cockatiel's BrokenCircuitError, not a gRPC error (etcd3 connection-pool.js).
+ */
+export function isEtcdUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    isRecoverableError(error) ||
+    isBrokenCircuitError(error) ||
+    error instanceof GRPCUnavailableError ||
+    error instanceof GRPCDeadlineExceededError
+  );
 }

@@ -1,14 +1,35 @@
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import { describeError, type Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
+import { type EtcdHeader, EtcdHistory } from "./etcd-history.ts";
 import type { MaintenanceSource, Observation } from "./source.ts";
 import type { SourceStatus } from "./status.ts";
 
-/** Interval of the safety-net linearizable GET. */
-const RESYNC_INTERVAL_MS = 30_000;
+/** How often the source re-reads the key outside the watch (a linearizable GET). */
+export const RESYNC_INTERVAL_MS = 30_000;
+/**
+ * How long a watch lives before it is rebuilt from a fresh GET, as flagd does: a watch etcd
+ * silently stops feeding (etcd-io/etcd#13822) cannot pin a stale state for longer.
+ */
+export const WATCH_RECYCLE_MS = 10 * 60_000;
+/** `connected` means etcd confirmed the state within this; two resyncs missed is not connected. */
+export const CONFIRMED_WITHIN_MS = 2 * RESYNC_INTERVAL_MS;
 /** First and longest wait between attempts while etcd does not answer. */
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2000;
+
+/** The source's intervals; the defaults are the constants above (tests shorten them). */
+export interface EtcdSourceTimings {
+  resyncMs: number;
+  watchRecycleMs: number;
+  confirmedWithinMs: number;
+}
+
+const DEFAULT_TIMINGS: EtcdSourceTimings = {
+  resyncMs: RESYNC_INTERVAL_MS,
+  watchRecycleMs: WATCH_RECYCLE_MS,
+  confirmedWithinMs: CONFIRMED_WITHIN_MS,
+};
 
 /**
  * Watches one etcd key and reports its value, level-triggered:
@@ -17,17 +38,30 @@ const RETRY_MAX_MS = 2000;
  *   events in its resume window;
  * - a watch cancelled by etcd (compaction) never recovers in etcd3 1.1.2, so
  *   it is rebuilt from a fresh GET, with backoff;
- * - a linearizable GET every 30 s reconciles as a safety net.
+ * - a linearizable GET every 30 s reconciles as a safety net, and the watch is
+ *   rebuilt every 10 min;
+ * - etcd's history going back (rebuilt empty, restored from a snapshot) is
+ *   noticed on those GETs ({@link EtcdHistory}): logged once as
+ *   `etcd.history_reset`, the value read is applied whatever its revision, and
+ *   the watch (which etcd3 resumes from a revision of the old history, so it
+ *   would wait for nothing) is rebuilt from there.
  * While etcd is unreachable the last value stands, reported as stale.
  */
 export class EtcdSource implements MaintenanceSource {
   private readonly stopping = new AbortController();
+  private readonly history = new EtcdHistory();
+  private readonly timings: EtcdSourceTimings;
   private listener: ((observation: Observation) => void) | undefined;
+  /** Revision of the latest reading reported: an older one arriving late is dropped. */
   private lastRevision = -1;
-  private state: SourceStatus["status"] = "connecting";
+  /** Highest mod_revision of the key seen (-1 while it does not exist). */
+  private keyRevision = -1;
+  private state: "connecting" | "connected" | "unavailable" = "connecting";
   private lastConfirmedAt: number | null = null;
   private lastError: string | null = null;
   private watcher: Watcher | undefined;
+  /** Ends the current watch (a reset, the recycle timer, or closing), which the loop then rebuilds. */
+  private endWatch: (() => Promise<void>) | undefined;
   private running: Promise<void> | undefined;
   private resyncTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -35,23 +69,31 @@ export class EtcdSource implements MaintenanceSource {
     private readonly client: Etcd3,
     private readonly key: string,
     private readonly logger: Logger,
-  ) {}
+    timings: Partial<EtcdSourceTimings> = {},
+  ) {
+    this.timings = { ...DEFAULT_TIMINGS, ...timings };
+  }
 
   start(listener: (observation: Observation) => void): void {
     this.listener = listener;
     this.running = this.run();
-    this.resyncTimer = setInterval(() => void this.resync("periodic"), RESYNC_INTERVAL_MS);
+    this.resyncTimer = setInterval(() => void this.resync("periodic"), this.timings.resyncMs);
   }
 
+  /** `connected` only while etcd confirmed the state within {@link CONFIRMED_WITHIN_MS}. */
   status(): SourceStatus {
     const confirmed = this.lastConfirmedAt;
+    const age = confirmed === null ? null : Date.now() - confirmed;
+    const unconfirmed = this.state === "connected" && (age === null || age > this.timings.confirmedWithinMs);
+    const status = unconfirmed ? "unavailable" : this.state;
     return {
       kind: "etcd",
-      status: this.state,
+      status,
       last_confirmed_at: confirmed === null ? null : new Date(confirmed).toISOString(),
-      stale_seconds:
-        this.state === "connected" || confirmed === null ? null : Math.round((Date.now() - confirmed) / 100) / 10,
-      last_error: this.lastError,
+      stale_seconds: status === "connected" || age === null ? null : Math.round(age / 100) / 10,
+      last_error: unconfirmed
+        ? `etcd has not confirmed the state for over ${this.timings.confirmedWithinMs / 1000} s`
+        : this.lastError,
     };
   }
 
@@ -59,12 +101,12 @@ export class EtcdSource implements MaintenanceSource {
   async close(): Promise<void> {
     this.stopping.abort();
     clearInterval(this.resyncTimer);
-    await this.watcher?.cancel().catch(() => {});
+    await this.endWatch?.();
     await this.running;
     this.client.close();
   }
 
-  /** GET, watch until the watch dies, repeat; back off while etcd does not answer. */
+  /** GET, watch until the watch ends, repeat; back off while etcd does not answer. */
   private async run(): Promise<void> {
     const { signal } = this.stopping;
     let failures = 0;
@@ -83,13 +125,30 @@ export class EtcdSource implements MaintenanceSource {
     }
   }
 
-  /** A linearizable GET of the key; reports it and returns the store revision it reflects. */
+  /**
+   * A linearizable GET of the key; reports it and returns the store revision it reflects.
+   * When etcd's history went back, ends the watch (the loop rebuilds it from a fresh GET).
+   */
   private async read(): Promise<number> {
+    const mark = this.history.mark();
+    const keySeen = this.keyRevision;
     const response = await this.client.get(this.key).exec();
     const storeRevision = Number(response.header.revision);
     const [kv] = response.kvs;
+    const modRevision = kv ? Number(kv.mod_revision) : null;
+    const reset = this.history.check(
+      response.header,
+      mark,
+      modRevision === null ? undefined : { seen: keySeen, now: modRevision },
+    );
     this.markConnected();
-    this.report(kv ? kv.value.toString("utf8") : null, kv ? Number(kv.mod_revision) : storeRevision, storeRevision);
+    if (reset) {
+      this.logger.warn("etcd.history_reset", { key: this.key, ...reset });
+      this.lastRevision = -1;
+      this.keyRevision = -1;
+      void this.endWatch?.();
+    }
+    this.report(kv ? kv.value.toString("utf8") : null, modRevision ?? storeRevision, storeRevision, reset !== null);
     return storeRevision;
   }
 
@@ -104,30 +163,46 @@ export class EtcdSource implements MaintenanceSource {
     }
   }
 
-  /** Resolves when the watch is cancelled by etcd or the source is closing. */
+  /** Resolves when the watch is cancelled by etcd, recycled, found to follow a past history, or closing. */
   private watchFrom(startRevision: number): Promise<void> {
+    if (this.stopping.signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       // watcher() attaches at once, so no event fires before our listeners are on.
       const watcher = this.client.watch().key(this.key).startRevision(String(startRevision)).watcher();
       this.watcher = watcher;
+      const recycle = setTimeout(() => void end(), this.timings.watchRecycleMs);
+      const seen = (header: EtcdHeader) => {
+        if (this.watcher === watcher) this.history.saw(header);
+      };
       const onKv = (kv: IKeyValue, value: string | null) => {
+        if (this.watcher !== watcher) return;
         const revision = Number(kv.mod_revision);
         this.markConnected();
-        this.report(value, revision, revision);
+        this.report(value, revision, revision, false);
       };
       const finish = () => {
-        this.stopping.signal.removeEventListener("abort", abort);
-        if (this.watcher === watcher) this.watcher = undefined;
+        clearTimeout(recycle);
+        if (this.watcher === watcher) {
+          this.watcher = undefined;
+          this.endWatch = undefined;
+        }
         resolve();
       };
-      const abort = () => {
-        void watcher.cancel().catch(() => {});
+      const end = () => {
+        const cancelled = watcher.cancel().catch(() => {});
         finish();
+        return cancelled;
       };
+      this.endWatch = end;
       watcher
+        // etcd3 resumes the watch after the latest revision either of these carried: the GETs must know it.
+        .on("data", (response) => seen(response.header))
         .on("put", (kv) => onKv(kv, kv.value.toString("utf8")))
         .on("delete", (kv) => onKv(kv, null))
-        .on("connected", () => void this.resync("watch connected"))
+        .on("connected", (response) => {
+          seen(response.header);
+          void this.resync("watch connected");
+        })
         .on("disconnected", (error) => this.markUnavailable(error))
         .on("error", (error) => {
           // Typically "Watcher canceled" after compaction: rebuild from a fresh GET. etcd3 has already
@@ -136,15 +211,15 @@ export class EtcdSource implements MaintenanceSource {
           this.logger.warn("etcd.watch_cancelled", describeError(error));
           finish();
         });
-      this.stopping.signal.addEventListener("abort", abort, { once: true });
     });
   }
 
-  /** Passes on a reading unless a newer one was already reported. */
-  private report(value: string | null, revision: number, asOf: number): void {
+  /** Passes on a reading unless a newer one was already reported (after a history reset, always). */
+  private report(value: string | null, revision: number, asOf: number, reset: boolean): void {
     if (asOf < this.lastRevision) return;
     this.lastRevision = asOf;
-    this.listener?.({ value, revision });
+    if (value !== null) this.keyRevision = Math.max(this.keyRevision, revision);
+    this.listener?.(reset ? { value, revision, reset } : { value, revision });
   }
 
   private markConnected(): void {

@@ -198,8 +198,8 @@ export class MaintenanceManager implements MaintenanceObserver {
   }
 
   /** Takes one reading of a key. */
-  private observe(state: KeyState, { value, revision }: Observation): void {
-    state.observedThrough = Math.max(state.observedThrough, revision);
+  private observe(state: KeyState, { value, revision, reset }: Observation): void {
+    state.observedThrough = reset ? revision : Math.max(state.observedThrough, revision);
     const parsed = parseMaintenanceValue(value);
     if (!parsed.ok) {
       const shown = value === null ? "" : value.slice(0, LONGEST_LOGGED_VALUE);

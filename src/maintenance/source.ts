@@ -6,6 +6,8 @@ export interface Observation {
   value: string | null;
   /** Revision of the value (the key's mod_revision), or of the read when the key is absent. */
   revision: number;
+  /** etcd's history went back (rebuilt, restored): revisions start again from this one. */
+  reset?: boolean;
 }
 
 /** Where maintenance state comes from: etcd, or an in-process store. */

@@ -4,8 +4,9 @@ import type { Mode } from "./value.ts";
 export interface SourceStatus {
   kind: "etcd" | "memory";
   /**
-   * `connected`: watching; `connecting`: no answer yet since start;
-   * `unavailable`: lost, the last known state is kept (fail-static).
+   * `connected`: watching, and etcd confirmed the state within the last 60 s (a GET every 30 s);
+   * `connecting`: no answer yet since start; `unavailable`: lost, or not confirmed within
+   * 60 s: the last known state is kept (fail-static).
    */
   status: "connected" | "connecting" | "unavailable";
   /** When the source last confirmed the state (ISO 8601). */

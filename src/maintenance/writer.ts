@@ -1,4 +1,6 @@
+import { isBrokenCircuitError } from "cockatiel";
 import type { Etcd3 } from "etcd3";
+import { isEtcdUnreachable } from "./etcd-client.ts";
 
 /** The key's current value and its revision. */
 export interface StoredValue {
@@ -15,6 +17,20 @@ export interface MaintenanceWriter {
   clear(): Promise<number>;
 }
 
+/**
+ * The store of the key did not answer: `not-done` when the call cannot have taken effect (it never
+ * reached etcd, or it was a read), `unknown` when a write reached it and was never confirmed.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(
+    readonly outcome: "not-done" | "unknown",
+    options: { cause: unknown },
+  ) {
+    super(outcome === "unknown" ? "the write was sent and never confirmed" : "the store is not reachable", options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
 /** Writes the maintenance key in etcd, as `etcdctl put` would. */
 export class EtcdWriter implements MaintenanceWriter {
   constructor(
@@ -22,22 +38,41 @@ export class EtcdWriter implements MaintenanceWriter {
     private readonly key: string,
   ) {}
 
-  async read(): Promise<StoredValue> {
-    const response = await this.client.get(this.key).exec();
-    const [kv] = response.kvs;
-    return {
-      value: kv ? kv.value.toString("utf8") : null,
-      revision: Number(kv ? kv.mod_revision : response.header.revision),
-    };
+  read(): Promise<StoredValue> {
+    return this.call(false, async () => {
+      const response = await this.client.get(this.key).exec();
+      const [kv] = response.kvs;
+      return {
+        value: kv ? kv.value.toString("utf8") : null,
+        revision: Number(kv ? kv.mod_revision : response.header.revision),
+      };
+    });
   }
 
-  async write(value: string): Promise<number> {
-    const response = await this.client.put(this.key).value(value).exec();
-    return Number(response.header.revision);
+  write(value: string): Promise<number> {
+    return this.call(true, async () => Number((await this.client.put(this.key).value(value).exec()).header.revision));
   }
 
-  async clear(): Promise<number> {
-    const response = await this.client.delete().key(this.key).exec();
-    return Number(response.header.revision);
+  clear(): Promise<number> {
+    return this.call(true, async () => Number((await this.client.delete().key(this.key).exec()).header.revision));
   }
+
+  /** Runs one etcd call, turning etcd not answering into a {@link StoreUnavailableError}. */
+  private async call<T>(writes: boolean, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      if (!isEtcdUnreachable(error)) throw error;
+      throw new StoreUnavailableError(writes && !neverSent(error) ? "unknown" : "not-done", { cause: error });
+    }
+  }
+}
+
+/**
+ * Whether a failed call certainly never reached etcd: refused by an open circuit breaker, or no
+ * connection to send it on (grpc-js says "No connection established"). A deadline passed or a
+ * connection dropped with the call on it (UNAVAILABLE too) leaves a write's outcome unknown.
+ */
+function neverSent(error: unknown): boolean {
+  return isBrokenCircuitError(error) || (error instanceof Error && error.message.includes("No connection established"));
 }

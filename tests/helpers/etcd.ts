@@ -8,7 +8,10 @@ import { freePort } from "./free-port.ts";
 /** A real etcd server started for a test file, on free ports with a temporary data dir. */
 export class TestEtcd {
   private process: Subprocess | undefined;
-  private readonly dataDir = mkdtempSync(join(tmpdir(), "etcd-test-"));
+  /** Holds the data dir and the snapshots; removed by {@link stop}. */
+  private readonly workDir = mkdtempSync(join(tmpdir(), "etcd-test-"));
+  private dataDir = join(this.workDir, "data");
+  private generation = 0;
   /** A client for the test's own writes. */
   readonly client: Etcd3;
 
@@ -39,7 +42,7 @@ export class TestEtcd {
 
   /** Starts etcd again on the same ports and data (after {@link kill}). */
   async resume(): Promise<void> {
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const peer = this.peerUrl;
     const client = `http://127.0.0.1:${this.clientPort}`;
     this.process = spawn(
       [
@@ -74,6 +77,51 @@ export class TestEtcd {
     this.process = undefined;
   }
 
+  /** Stops etcd (SIGSTOP) without closing its connections: calls are taken and never answered. */
+  freeze(): void {
+    this.process?.kill("SIGSTOP");
+  }
+
+  /** Lets a {@link freeze}d etcd run again (SIGCONT). */
+  thaw(): void {
+    this.process?.kill("SIGCONT");
+  }
+
+  /** Saves a snapshot of the live store (`etcdctl snapshot save`); resolves with its file. */
+  async snapshot(): Promise<string> {
+    const file = join(this.workDir, `snapshot-${++this.generation}.db`);
+    await this.etcdctl("snapshot", "save", file);
+    return file;
+  }
+
+  /**
+   * etcd's disaster recovery: kills etcd, `etcdctl snapshot restore`s `file` into a new data dir,
+   * and starts etcd on it, on the same client port. The history goes back to the snapshot's revision.
+   */
+  async restore(file: string): Promise<void> {
+    await this.kill();
+    const dataDir = join(this.workDir, `data-${++this.generation}`);
+    await run([
+      "etcdctl",
+      "snapshot",
+      "restore",
+      file,
+      `--data-dir=${dataDir}`,
+      "--name=test",
+      `--initial-cluster=test=${this.peerUrl}`,
+      `--initial-advertise-peer-urls=${this.peerUrl}`,
+    ]);
+    this.dataDir = dataDir;
+    await this.resume();
+  }
+
+  /** Kills etcd and starts it on a new, empty data dir on the same client port: the history starts over. */
+  async rebuildEmpty(): Promise<void> {
+    await this.kill();
+    this.dataDir = join(this.workDir, `data-${++this.generation}`);
+    await this.resume();
+  }
+
   async put(key: string, value: string): Promise<void> {
     await this.client.put(key).value(value);
   }
@@ -83,25 +131,30 @@ export class TestEtcd {
   }
 
   /** Writes with the real etcdctl, as an operator would. */
-  async etcdctl(...args: string[]): Promise<string> {
-    const child = spawn(["etcdctl", `--endpoints=${this.endpoint}`, ...args], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [out, err, code] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
-    if (code !== 0) throw new Error(`etcdctl ${args.join(" ")} failed: ${err}`);
-    return out;
+  etcdctl(...args: string[]): Promise<string> {
+    return run(["etcdctl", `--endpoints=${this.endpoint}`, ...args]);
   }
 
-  /** Stops etcd and removes its data. */
+  /** Stops etcd and removes its data and snapshots. */
   async stop(): Promise<void> {
     this.client.close();
     await this.kill();
-    rmSync(this.dataDir, { recursive: true, force: true });
+    rmSync(this.workDir, { recursive: true, force: true });
   }
+
+  private get peerUrl(): string {
+    return `http://127.0.0.1:${this.peerPort}`;
+  }
+}
+
+/** Runs an etcd tool (API v3) to its end; resolves with its stdout, throws with its stderr. */
+async function run(command: string[]): Promise<string> {
+  const child = spawn(command, { env: { ...process.env, ETCDCTL_API: "3" }, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  if (code !== 0) throw new Error(`${command.join(" ")} failed: ${err}`);
+  return out;
 }
