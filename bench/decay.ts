@@ -1,7 +1,7 @@
 /**
  * `npm run bench:decay`: does throughput hold under sustained load? For each workload (reads;
- * reads mixed with writes), a fresh process of the service and of the bare baseline each take
- * DECAY_SECONDS (60) of back-to-back wrk runs of DECAY_STEP (5) seconds at BENCH_CONNECTIONS (32),
+ * reads mixed with writes), a fresh process of the service and of the bare baseline each take,
+ * after DECAY_WARMUP (5) seconds of unreported load, DECAY_SECONDS (60) of back-to-back wrk runs of DECAY_STEP (5) seconds at BENCH_CONNECTIONS (32),
  * and every step's req/s is reported. The verdict compares the last 10 s with the first 10 s:
  * a steady process keeps ≥ 0.95 of its start. See bench/README.md.
  */
@@ -24,6 +24,8 @@ import {
 import { requireWrk, type WrkResult, wrk } from "./wrk.ts";
 
 const SECONDS = knob("DECAY_SECONDS", 60);
+/** Load before the measured series, not reported: the first seconds of a process are its JIT's. */
+const WARMUP = knob("DECAY_WARMUP", 5);
 const STEP = knob("DECAY_STEP", 5);
 /** In the mixed workload, one request in this many is a POST. */
 const WRITE_EVERY = knob("DECAY_WRITE_EVERY", 5);
@@ -46,6 +48,8 @@ interface Series {
 
 async function sustain(child: Child, workload: (typeof WORKLOADS)[number]): Promise<Series> {
   await waitForStatus(child, "/users/1", [200]);
+  const warm = { seconds: WARMUP, connections: CONNECTIONS, writeEvery: workload.writeEvery };
+  if (WARMUP > 0) await wrk(child.url, { ...warm, run: `${child.name.replace(/[^a-z0-9]/gi, "-")}-warmup` });
   const steps: WrkResult[] = [];
   for (let at = 0; at < SECONDS; at += STEP) {
     const result = await wrk(child.url, {

@@ -1,6 +1,7 @@
 import { expect } from "bun:test";
 import postgres from "postgres";
 import { type Logger, silentLogger } from "../../src/logger.ts";
+import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
 import type { MaintenanceStatus, RejectedValue, SourceStatus } from "../../src/maintenance/status.ts";
 import { type Service, startService } from "../../src/service.ts";
 import type { TestEtcd } from "./etcd.ts";
@@ -201,3 +202,23 @@ export async function waitForLockWaiters(sql: postgres.Sql, prefix: string, coun
 
 /** Whether the service is in maintenance now (its gate refuses requests). */
 export const inMaintenance = (service: Service) => service.maintenance.status().enabled;
+
+/** An instance's acknowledgement as a serving instance publishes it, with `fields` changed. */
+export function servingAcknowledgement(
+  fields: Partial<Acknowledgement> & Pick<Acknowledgement, "instance">,
+): Acknowledgement {
+  return {
+    mode: "off",
+    phase: "serving",
+    revision: 1,
+    global_revision: null,
+    since: null,
+    drained: true,
+    in_flight: 0,
+    pool_max: 10,
+    open_connections: null,
+    version: "test",
+    updated_at: new Date().toISOString(),
+    ...fields,
+  };
+}

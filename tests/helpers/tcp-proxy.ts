@@ -139,3 +139,13 @@ export async function startTcpProxy(
     close: stopListening,
   };
 }
+
+/** A proxy in front of the PostgreSQL that `databaseUrl` names, and the same URL through the proxy. */
+export async function proxyDatabase(databaseUrl: string): Promise<{ proxy: TcpProxy; url: string }> {
+  const target = new URL(databaseUrl);
+  const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+  const through = new URL(databaseUrl);
+  through.hostname = "127.0.0.1";
+  through.port = String(proxy.port);
+  return { proxy, url: through.toString() };
+}

@@ -143,15 +143,19 @@ describe("a request counts as in flight once its body has arrived", () => {
 });
 
 describe("the gate is asked again when a write starts", () => {
-  test("a request admitted before the gate closed, writing after, gets the maintenance 503 and writes nothing; a bypassed one writes", async () => {
-    const db = new DbHolder(parseDatabaseUrl(database.url), {
-      max: 2,
+  /** A pool of `max` connections on the test database, apart from the service's. */
+  const holder = (instanceId: string, max: number) =>
+    new DbHolder(parseDatabaseUrl(database.url), {
+      max,
       connectTimeoutMs: 2000,
       idleTimeoutSeconds: 5,
       queryTimeoutMs: 5000,
-      instanceId: "recheck",
+      instanceId,
       logger: silentLogger,
     });
+
+  test("a request admitted before the gate closed, writing after, gets the maintenance 503 and writes nothing; a bypassed one writes", async () => {
+    const db = holder("recheck", 2);
     const gate = new Gate("operator-bypass-token");
     const users = new UsersRepository(db, { ready: true }, gate);
     let admitted!: () => void;
@@ -206,14 +210,7 @@ describe("the gate is asked again when a write starts", () => {
   });
 
   test("a write waiting for a pooled connection when the gate closes gets the maintenance 503 and writes nothing", async () => {
-    const db = new DbHolder(parseDatabaseUrl(database.url), {
-      max: 1,
-      connectTimeoutMs: 2000,
-      idleTimeoutSeconds: 5,
-      queryTimeoutMs: 5000,
-      instanceId: "recheck-queued",
-      logger: silentLogger,
-    });
+    const db = holder("recheck-queued", 1);
     const gate = new Gate();
     const users = new UsersRepository(db, { ready: true }, gate);
     try {

@@ -3,7 +3,7 @@ import { TestEtcd } from "../helpers/etcd.ts";
 import { TestEtcdCluster } from "../helpers/etcd-cluster.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const KEY = "/maintenance/database-service";
@@ -72,11 +72,10 @@ describe("chaos: PostgreSQL goes away under load", () => {
   afterAll(async () => proxy?.close());
 
   test("requests fail fast with 503, /health is unhealthy, /health/live stays 200, and it recovers without restart", async () => {
-    const url = new URL(database.url);
-    proxy = await startTcpProxy(url.hostname, Number(url.port || 5432));
-    url.port = String(proxy.port);
+    const through = await proxyDatabase(database.url);
+    proxy = through.proxy;
     const service = await start({
-      DATABASE_URL: url.toString(),
+      DATABASE_URL: through.url,
       ETCD_ENDPOINTS: "memory",
       DB_CONNECT_TIMEOUT_MS: "1000",
     });

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { runMaint } from "../../src/cli/commands.ts";
 import type { Output } from "../../src/cli/output.ts";
-import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
+import { servingAcknowledgement } from "../helpers/maintenance.ts";
 
 const KEY = "/maintenance/cli-escaping";
 /** Clears the screen, homes the cursor, and writes a line of its own; then a right-to-left override. */
@@ -19,20 +19,7 @@ let etcd: TestEtcd;
 
 beforeAll(async () => {
   etcd = await TestEtcd.start();
-  const ack: Acknowledgement = {
-    instance: HOSTILE_INSTANCE,
-    mode: "off",
-    phase: "serving",
-    revision: 1,
-    global_revision: null,
-    since: null,
-    drained: true,
-    in_flight: 0,
-    pool_max: 10,
-    open_connections: null,
-    version: "test",
-    updated_at: new Date().toISOString(),
-  };
+  const ack = servingAcknowledgement({ instance: HOSTILE_INSTANCE });
   await etcd.put(`${KEY}/instances/${HOSTILE_INSTANCE}`, JSON.stringify(ack));
   await etcd.put(`${KEY}/instances/unreadable\u001b[5m`, "not json");
 });

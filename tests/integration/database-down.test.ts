@@ -5,7 +5,7 @@ import { createUser, expectJson, expectProblem, type UserJson } from "../helpers
 import { captureLogs } from "../helpers/logs.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, testConfig } from "../helpers/service.ts";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 
 /** Longest a request may take to be refused while the database is unreachable. */
 const BOUND_MS = 3000;
@@ -99,12 +99,9 @@ describe("a service that loses its database and gets it back", () => {
 
   beforeAll(async () => {
     database = await createTestDatabase("dbdown");
-    const target = new URL(database.url);
-    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(database.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
-    service = startService(testConfig(viaProxy.toString()), logs);
+    const through = await proxyDatabase(database.url);
+    proxy = through.proxy;
+    service = startService(testConfig(through.url), logs);
     await service.schemaApplied;
   });
   afterAll(async () => {

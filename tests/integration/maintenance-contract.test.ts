@@ -14,7 +14,7 @@ import {
 } from "../helpers/maintenance.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
@@ -213,12 +213,9 @@ describe("GET /health with PostgreSQL unreachable", () => {
 
   beforeAll(async () => {
     await put(etcd, KEY, "false");
-    const target = new URL(database.url);
-    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(database.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
-    service = await startMaintenanceService(viaProxy.toString(), etcd.endpoint, KEY, {
+    const through = await proxyDatabase(database.url);
+    proxy = through.proxy;
+    service = await startMaintenanceService(through.url, etcd.endpoint, KEY, {
       RETRY_AFTER_SECONDS: String(RETRY_AFTER_SECONDS),
     });
   });

@@ -12,6 +12,7 @@ import {
   expectMaintenance,
   inMaintenance,
   put,
+  servingAcknowledgement,
   sourceStatus,
   startMaintenanceService,
 } from "../helpers/maintenance.ts";
@@ -228,20 +229,7 @@ describe("maint --wait while etcd's history goes back", () => {
     const key = "/maintenance/history-cli";
     await put(etcd, key, "false");
     // An instance that does not read the write keeps the wait going.
-    const stuck: Acknowledgement = {
-      instance: "stuck",
-      mode: "off",
-      phase: "serving",
-      revision: 2,
-      global_revision: null,
-      since: null,
-      drained: true,
-      in_flight: 0,
-      pool_max: 10,
-      open_connections: null,
-      version: "test",
-      updated_at: new Date().toISOString(),
-    };
+    const stuck = servingAcknowledgement({ instance: "stuck", revision: 2 });
     const snapshotRevision = await put(etcd, `${key}/instances/stuck`, JSON.stringify(stuck));
     const snapshot = await etcd.snapshot();
     await writeOthers(etcd, 30);

@@ -4,7 +4,7 @@ import { createUser, expectProblem } from "../helpers/http.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Each test waits out a query deadline behind a partition, then for the healed link to settle.
@@ -20,13 +20,10 @@ const logs = captureLogs();
 
 beforeAll(async () => {
   database = await createTestDatabase("outcome");
-  const target = new URL(database.url);
-  proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-  const viaProxy = new URL(database.url);
-  viaProxy.hostname = "127.0.0.1";
-  viaProxy.port = String(proxy.port);
+  const through = await proxyDatabase(database.url);
+  proxy = through.proxy;
   service = await startTestService(
-    viaProxy.toString(),
+    through.url,
     {
       DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS),
       // Longer than a query may take: a connection being opened behind the partition is still
