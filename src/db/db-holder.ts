@@ -136,6 +136,18 @@ export interface RunOptions {
   admission?: { admitWrite(): void };
 }
 
+/**
+ * Seconds a connection waits before reconnecting after the `retries`-th failed
+ * connection: doubling from 50 ms up to 1 s, with jitter. postgres.js's own
+ * (3^retries / 100 s, up to 20 s) counts failures across the whole pool and
+ * forgets them only on a success, and the query that asked for the connection
+ * waits with it: after an outage of a few seconds, requests hung for 10–20 s
+ * once the database was back (cf. porsager/postgres#1193).
+ */
+function reconnectDelaySeconds(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1);
+}
+
 /** Seconds `end()` may take to close a drained client's sockets before destroying them. */
 const END_GRACE_SECONDS = 1;
 
@@ -366,6 +378,7 @@ export class DbHolder {
       // Always a number: a string or undefined `max` silently means 1 in postgres.js.
       max: Number(max),
       connect_timeout: connectTimeoutMs / 1000,
+      backoff: reconnectDelaySeconds,
       idle_timeout: idleTimeoutSeconds,
       fetch_types: false,
       // Any setting may be sent at connection start; postgres.js's types name only a few.
