@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 
-/** Largest request body the service accepts (src/http/body-limit.ts). */
+/** Largest request body the service accepts (src/http/read-body.ts). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
 /** Single code units that are invalid on their own: lone high and low surrogates. */
