@@ -43,6 +43,37 @@ const withId = (requestId: string, init: RequestInit = {}): RequestInit => ({
 });
 
 /** Superuser statements the tests use to break things. */
+/**
+ * Every /users operation on `user` answers the 503 problem (the list and a create each with
+ * one log line naming `code`), nothing is logged as unhandled, and /health answers 503.
+ */
+async function expectAllUnavailable(
+  service: Service,
+  logs: CapturedLogger,
+  user: UserJson,
+  requestIdPrefix: string,
+  code: string,
+): Promise<void> {
+  const { app } = service;
+  await expectUnavailable(await app.request("/users", withId(`${requestIdPrefix}-list`)), "/users");
+  expectOneUnavailableLine(logs, `${requestIdPrefix}-list`, code);
+  const create = await app.request(
+    "/users",
+    withId(`${requestIdPrefix}-create`, jsonBody("POST", { name: "Bob", email: "bob@example.com" })),
+  );
+  await expectUnavailable(create, "/users");
+  expectOneUnavailableLine(logs, `${requestIdPrefix}-create`, code);
+  const path = `/users/${user.id}`;
+  await expectUnavailable(await app.request(path), path);
+  await expectUnavailable(await app.request(path, jsonBody("PUT", { name: "A", email: "a@example.com" })), path);
+  await expectUnavailable(await app.request(path, { method: "DELETE" }), path);
+  expect(logs.events("http.unhandled_error")).toEqual([]);
+
+  const health = await app.request("/health");
+  expect(health.status).toBe(503);
+  expect(await health.json()).toMatchObject({ status: "unhealthy", checks: { database: { status: "down" } } });
+}
+
 const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
 afterAll(() => admin.end({ timeout: 1 }));
 
@@ -83,27 +114,7 @@ describe("PostgreSQL refuses the service's login (SQLSTATE 28000)", () => {
     await admin.unsafe(`ALTER ROLE "${role}" NOLOGIN`);
     await terminateSessions(role);
 
-    await expectUnavailable(await service.app.request("/users", withId("login-list")), "/users");
-    expectOneUnavailableLine(logs, "login-list", "28000");
-    const create = await service.app.request(
-      "/users",
-      withId("login-create", jsonBody("POST", { name: "Bob", email: "bob@example.com" })),
-    );
-    await expectUnavailable(create, "/users");
-    expectOneUnavailableLine(logs, "login-create", "28000");
-    await expectUnavailable(
-      await service.app.request(`/users/${alice.id}`, jsonBody("PUT", { name: "A", email: "a@example.com" })),
-      `/users/${alice.id}`,
-    );
-    await expectUnavailable(
-      await service.app.request(`/users/${alice.id}`, { method: "DELETE" }),
-      `/users/${alice.id}`,
-    );
-    expect(logs.events("http.unhandled_error")).toEqual([]);
-
-    const health = await service.app.request("/health");
-    expect(health.status).toBe(503);
-    expect(await health.json()).toMatchObject({ status: "unhealthy", checks: { database: { status: "down" } } });
+    await expectAllUnavailable(service, logs, alice, "login", "28000");
 
     await admin.unsafe(`ALTER ROLE "${role}" LOGIN`);
     expect(await expectJson<UserJson[]>(await service.app.request("/users"), 200)).toEqual([alice]);
@@ -129,24 +140,7 @@ describe("the service's database is dropped (SQLSTATE 3D000)", () => {
     await database.sql.end({ timeout: 1 });
     await admin.unsafe(`DROP DATABASE "${database.name}" WITH (FORCE)`);
 
-    await expectUnavailable(await service.app.request("/users", withId("dropped-list")), "/users");
-    expectOneUnavailableLine(logs, "dropped-list", "3D000");
-    const create = await service.app.request(
-      "/users",
-      withId("dropped-create", jsonBody("POST", { name: "Bob", email: "bob@example.com" })),
-    );
-    await expectUnavailable(create, "/users");
-    expectOneUnavailableLine(logs, "dropped-create", "3D000");
-    await expectUnavailable(await service.app.request(`/users/${alice.id}`), `/users/${alice.id}`);
-    await expectUnavailable(
-      await service.app.request(`/users/${alice.id}`, { method: "DELETE" }),
-      `/users/${alice.id}`,
-    );
-    expect(logs.events("http.unhandled_error")).toEqual([]);
-
-    const health = await service.app.request("/health");
-    expect(health.status).toBe(503);
-    expect(await health.json()).toMatchObject({ status: "unhealthy", checks: { database: { status: "down" } } });
+    await expectAllUnavailable(service, logs, alice, "dropped", "3D000");
   });
 });
 
