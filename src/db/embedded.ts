@@ -30,6 +30,8 @@ export function parseEmbeddedUrl(value: string): EmbeddedDatabase | undefined {
 /** A running embedded PostgreSQL: where to reach it, and how to stop it. */
 export interface RunningEmbeddedDatabase {
   target: ConnectionTarget;
+  /** The data directory in use: the one asked for, or where it was relocated. */
+  dir: string;
   stop(): Promise<void>;
 }
 
@@ -141,6 +143,7 @@ export async function startEmbeddedPostgres(
   logger.info("embedded_postgres.started", { dir, port, ms: Math.round(performance.now() - started) });
   return {
     target: { host: ["127.0.0.1"], port: [port], database: "postgres", username: "postgres", password, ssl: false },
+    dir,
     stop: async () => {
       process.off("exit", stopAtExit);
       // SIGINT: PostgreSQL's fast shutdown (sessions ended, data flushed).
