@@ -35,7 +35,7 @@ function composeConfig(): ComposeFile {
   if (!binary) {
     throw new Error(
       "docker-compose is not on PATH, so compose.yaml cannot be validated. " +
-        "Install it: apt-get update && apt-get install -y docker-compose (Debian/Ubuntu)",
+        "Install it: `bash scripts/provision.sh` as root",
     );
   }
   const run = Bun.spawnSync([binary, "-f", "compose.yaml", "config"], { cwd: root, stdout: "pipe", stderr: "pipe" });
