@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # database-service: the users API on Bun.
 #   docker build -t database-service .    (or: docker compose up -d --build)
 
@@ -21,6 +19,18 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
   && npx patch-package --error-on-fail \
   && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
   && npm cache clean --force
+# Only what runs ships. TypeScript is an optional peer of valibot (for its types), which
+# `npm prune --omit=dev` keeps; the service never loads it. Source maps are never loaded either
+# (/docs serves only the Swagger UI files it names).
+RUN rm -rf node_modules/typescript \
+  && find node_modules -name '*.map' -type f -delete
+# npm can exit 0 with an incomplete node_modules ("Exit handler never called!", npm/cli#7666):
+# the build fails unless every production dependency loads.
+RUN node --input-type=module -e " \
+  import { readFileSync } from 'node:fs'; \
+  const { dependencies } = JSON.parse(readFileSync('package.json', 'utf8')); \
+  for (const name of Object.keys(dependencies)) await import(name); \
+  console.log('production dependencies load:', Object.keys(dependencies).join(', '));"
 
 # --- Stage 2: runtime ------------------------------------------------------------------------
 # Pinned to Bun's minor version, the one package.json's devDependency `bun` tests with.

@@ -9,6 +9,9 @@ export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "provision: scripts/provision.sh"
+bash scripts/provision.sh
+
 step "lint: biome check ."
 biome check .
 

@@ -98,6 +98,8 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
       process.exit(1);
     }
     database = embedded.target;
+    // Reported as used: as root it may have been relocated (see db/embedded-location.ts).
+    config = { ...config, database: { kind: "embedded", dir: embedded.dir } };
   } else {
     database = config.database;
   }

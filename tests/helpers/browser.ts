@@ -4,9 +4,6 @@ import { type Browser, chromium, type Page } from "playwright-core";
 /** Debian's Chromium; playwright-core drives it and never downloads a browser of its own. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
 
-/** The one command that installs {@link CHROMIUM_PATH} (as root; `.ci/run` runs it when it is missing). */
-export const CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium";
-
 /** Headless, and nothing that would reach beyond this machine or depend on a GPU or a profile. */
 const CHROMIUM_ARGS = [
   "--headless",
@@ -27,8 +24,7 @@ const CHROMIUM_ARGS = [
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
-      `Chromium is not installed (no ${CHROMIUM_PATH}): run \`${CHROMIUM_INSTALL}\` as root ` +
-        "(or `bash .ci/run`, which installs it), then the tests again",
+      `Chromium is not installed (no ${CHROMIUM_PATH}): run \`bash scripts/provision.sh\` as root, then the tests again`,
     );
   }
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 15_000 });

@@ -33,7 +33,7 @@ export class TestEtcd {
    */
   static async start(clientPort?: number): Promise<TestEtcd> {
     if (!Bun.which("etcd")) {
-      throw new Error("etcd is not installed: run `apt-get install -y etcd-server etcd-client` (or `bash .ci/run`)");
+      throw new Error("etcd is not installed: run `bash scripts/provision.sh` as root");
     }
     const etcd = new TestEtcd(clientPort ?? (await freePort()), await freePort());
     await etcd.resume();

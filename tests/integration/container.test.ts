@@ -16,6 +16,7 @@ interface ComposeService {
   ports?: (string | { published?: string | number; target?: string | number })[];
   volumes?: (string | { type?: string; source?: string; target?: string })[];
   restart?: string;
+  stop_grace_period?: string;
 }
 
 interface ComposeFile {
@@ -26,24 +27,41 @@ interface ComposeFile {
 let resolved: ComposeFile | undefined;
 
 /**
- * compose.yaml as docker-compose resolves and validates it. Fails (never
- * skips) when docker-compose is not installed.
+ * compose.yaml as docker-compose resolves and validates it (with `env` added
+ * to the environment it interpolates from). Fails (never skips) when
+ * docker-compose is not installed.
  */
-function composeConfig(): ComposeFile {
-  if (resolved) return resolved;
+function composeConfig(env: Record<string, string> = {}): ComposeFile {
+  const plain = Object.keys(env).length === 0;
+  if (plain && resolved) return resolved;
   const binary = Bun.which("docker-compose");
   if (!binary) {
     throw new Error(
       "docker-compose is not on PATH, so compose.yaml cannot be validated. " +
-        "Install it: apt-get update && apt-get install -y docker-compose (Debian/Ubuntu)",
+        "Install it: `bash scripts/provision.sh` as root",
     );
   }
-  const run = Bun.spawnSync([binary, "-f", "compose.yaml", "config"], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const run = Bun.spawnSync([binary, "-f", "compose.yaml", "config"], {
+    cwd: root,
+    env: { ...process.env, POSTGRES_PORT: "", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   if (run.exitCode !== 0) {
     throw new Error(`docker-compose -f compose.yaml config failed (${run.exitCode}):\n${run.stderr.toString()}`);
   }
-  resolved = Bun.YAML.parse(run.stdout.toString()) as ComposeFile;
-  return resolved;
+  const parsed = Bun.YAML.parse(run.stdout.toString()) as ComposeFile;
+  if (plain) resolved = parsed;
+  return parsed;
+}
+
+/** A Compose duration ("1m30s", "35s", "500ms") in milliseconds. */
+function durationMs(text: string): number {
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001 };
+  let total = 0;
+  for (const [, amount, unit = "s"] of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|us|m|s)?/g))
+    total += Number(amount) * (units[unit] ?? 1000);
+  return total;
 }
 
 function service(name: string): ComposeService {
@@ -97,6 +115,10 @@ describe("compose.yaml", () => {
     expect(ports(postgres)).toEqual(["5432:5432"]);
   });
 
+  test("POSTGRES_PORT moves postgres's published port", () => {
+    expect(ports(composeConfig({ POSTGRES_PORT: "15432" }).services.postgres ?? {})).toEqual(["15432:5432"]);
+  });
+
   test("etcd runs v3.5.9 with the seed README's flags, data in a named volume, an etcdctl healthcheck, port 2379", () => {
     const etcd = service("etcd");
     expect(etcd.image).toBe("quay.io/coreos/etcd:v3.5.9");
@@ -133,6 +155,13 @@ describe("compose.yaml", () => {
     expect(ports(app)).toEqual(["8080:8080"]);
     expect(app.restart).toBe("unless-stopped");
   });
+
+  test("database-service is given longer than its own shutdown deadline before Docker kills it", () => {
+    const app = service("database-service");
+    const deadlineMs = Number(app.environment?.SHUTDOWN_TIMEOUT_MS);
+    expect(deadlineMs).toBeGreaterThan(0);
+    expect(durationMs(app.stop_grace_period ?? "10s")).toBeGreaterThan(deadlineMs);
+  });
 });
 
 /** Dockerfile instructions, continuation lines joined and comments dropped. */
@@ -161,6 +190,10 @@ const args = (instruction: string) =>
     .map((i) => i.args);
 
 describe("Dockerfile", () => {
+  test("names no BuildKit frontend: a build pulls no image beyond its FROM lines", () => {
+    expect(readFileSync(`${root}/Dockerfile`, "utf8")).not.toMatch(/^#\s*syntax\s*=/im);
+  });
+
   test("runs on oven/bun pinned to the minor version of the bun devDependency", () => {
     const pkg = JSON.parse(readFileSync(`${root}/package.json`, "utf8")) as { devDependencies: Record<string, string> };
     const minor = pkg.devDependencies.bun?.match(/^\d+\.\d+/)?.[0];
