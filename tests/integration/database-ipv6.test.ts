@@ -12,6 +12,9 @@ const server = new URL(TEST_DATABASE_URL);
 const PG_HOST = server.hostname;
 const PG_PORT = Number(server.port || 5432);
 const USER = decodeURIComponent(server.username || "postgres");
+/** The user (and password, as the embedded PostgreSQL of the test setup has one) in each form. */
+const KEYWORD_LOGIN = `user=${USER}${server.password ? ` password=${decodeURIComponent(server.password)}` : ""}`;
+const URL_LOGIN = server.password ? `${server.username}:${server.password}` : encodeURIComponent(USER);
 
 let database: TestDatabase;
 /** PostgreSQL reached through [::1]: a proxy listening on ::1 only, whatever PostgreSQL itself listens on. */
@@ -36,19 +39,22 @@ afterAll(async () => {
 
 describe("DATABASE_URL with IPv6 hosts", () => {
   const cases: [string, () => string][] = [
-    ["keyword form, host=::1", () => `host=::1 port=${v6.port} user=${USER} dbname=${database.name} sslmode=disable`],
-    ["URL form, [::1]", () => `postgres://${USER}@[::1]:${v6.port}/${database.name}?sslmode=disable`],
+    [
+      "keyword form, host=::1",
+      () => `host=::1 port=${v6.port} ${KEYWORD_LOGIN} dbname=${database.name} sslmode=disable`,
+    ],
+    ["URL form, [::1]", () => `postgres://${URL_LOGIN}@[::1]:${v6.port}/${database.name}?sslmode=disable`],
     [
       "keyword form, an IPv4 host that refuses, then ::1",
-      () => `host=127.0.0.1,::1 port=${deadPort},${v6.port} user=${USER} dbname=${database.name} sslmode=disable`,
+      () => `host=127.0.0.1,::1 port=${deadPort},${v6.port} ${KEYWORD_LOGIN} dbname=${database.name} sslmode=disable`,
     ],
     [
       "URL form, an IPv4 host that refuses, then [::1]",
-      () => `postgres://${USER}@127.0.0.1:${deadPort},[::1]:${v6.port}/${database.name}?sslmode=disable`,
+      () => `postgres://${URL_LOGIN}@127.0.0.1:${deadPort},[::1]:${v6.port}/${database.name}?sslmode=disable`,
     ],
     [
       "URL form, an [::1] port that refuses, then IPv4",
-      () => `postgres://${USER}@[::1]:${deadPort},${PG_HOST}:${PG_PORT}/${database.name}?sslmode=disable`,
+      () => `postgres://${URL_LOGIN}@[::1]:${deadPort},${PG_HOST}:${PG_PORT}/${database.name}?sslmode=disable`,
     ],
   ];
   for (const [name, url] of cases) {
