@@ -32,7 +32,7 @@ async function packagedNative(): Promise<{ dir: string; version: string }> {
 }
 
 /** Whether every directory from `/` down to `path` can be entered by any user (others' execute bit). */
-export async function enterableByAll(path: string): Promise<boolean> {
+async function enterableByAll(path: string): Promise<boolean> {
   let current = resolve(path);
   const { root } = parse(current);
   for (;;) {

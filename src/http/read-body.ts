@@ -9,13 +9,13 @@ export const MAX_BODY_BYTES = 64 * 1024;
  * request reaches the app. A constant, not configuration: 64 KiB in 10 s is
  * 6.4 KB/s, slower than any client we serve.
  */
-export const BODY_READ_TIMEOUT_MS = 10_000;
+const BODY_READ_TIMEOUT_MS = 10_000;
 
 /**
  * The status counted and logged (never sent) for a client that closed the
  * connection before its body arrived: nginx's 499, so it is not a 5xx.
  */
-export const CLIENT_CLOSED_REQUEST = 499;
+const CLIENT_CLOSED_REQUEST = 499;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const charsetParameter = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;

@@ -6,14 +6,14 @@ import type { MaintenanceSource, Observation } from "./source.ts";
 import type { SourceStatus } from "./status.ts";
 
 /** How often the source re-reads the key outside the watch (a linearizable GET). */
-export const RESYNC_INTERVAL_MS = 30_000;
+const RESYNC_INTERVAL_MS = 30_000;
 /**
  * How long a watch lives before it is rebuilt from a fresh GET, as flagd does: a watch etcd
  * silently stops feeding (etcd-io/etcd#13822) cannot pin a stale state for longer.
  */
-export const WATCH_RECYCLE_MS = 10 * 60_000;
+const WATCH_RECYCLE_MS = 10 * 60_000;
 /** `connected` means etcd confirmed the state within this; two resyncs missed is not connected. */
-export const CONFIRMED_WITHIN_MS = 2 * RESYNC_INTERVAL_MS;
+const CONFIRMED_WITHIN_MS = 2 * RESYNC_INTERVAL_MS;
 /** First and longest wait between attempts while etcd does not answer. */
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2000;
