@@ -1,14 +1,13 @@
 /**
  * `bun bench/ablation.ts`: prices each layer of the service's request path.
- * Interleaved rounds (as in run.ts) against the baseline, each cumulative
+ * Interleaved rounds (as in run.ts) against the bare Hono app, each cumulative
  * variant of bench/variants.ts, and the real service, all on one fresh
- * database. Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (32),
+ * database. Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARMUP (3), BENCH_CONNECTIONS (32),
  * ABLATION_WORKLOADS (read,write), BENCH_OUT (bench/out).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  type Child,
   fmt,
   freePort,
   knob,
@@ -22,13 +21,15 @@ import {
   type Workload,
   waitForStatus,
 } from "./lib.ts";
+import { honoTarget, serviceTarget, type Target } from "./targets.ts";
 import { type Plan, type Sample, throughput, throughputReport } from "./throughput.ts";
 
 const VARIANTS = ["holder", "openapi", "observe", "gate"];
 const OUT = process.env.BENCH_OUT ?? join(ROOT, "bench/out");
 const PLAN: Plan = {
   rounds: knob("BENCH_ROUNDS", 3),
-  seconds: knob("BENCH_SECONDS", 10),
+  seconds: knob("BENCH_SECONDS", 8),
+  warmupSeconds: knob("BENCH_WARMUP", 3),
   workloads: (process.env.ABLATION_WORKLOADS ?? "read,write").split(",") as Workload[],
 };
 
@@ -58,20 +59,19 @@ function ladder(samples: Sample[], names: string[]): string {
 }
 
 await runMain(async () => {
-  const { url, logDir, service } = await startStack();
-  const baseline = spawnBun(
-    "baseline",
-    ["bench/baseline.ts"],
-    { DATABASE_URL: url, PORT: String(await freePort()) },
-    logDir,
-  );
-  const variants: Child[] = [];
-  for (const variant of VARIANTS) {
-    const env = { DATABASE_URL: url, PORT: String(await freePort()), VARIANT: variant, LOG_LEVEL: "warn" };
-    variants.push(spawnBun(variant, ["bench/variants.ts"], env, logDir));
-  }
-  for (const child of [baseline, ...variants]) await waitForStatus(child, "/users/1", [200]);
-  const targets = [baseline, ...variants, service];
+  const stack = await startStack();
+  await stack.service.stop();
+  const variant = (name: string): Target => ({
+    name,
+    what: `bench/variants.ts VARIANT=${name}`,
+    async start() {
+      const env = { DATABASE_URL: stack.url, PORT: String(await freePort()), VARIANT: name, LOG_LEVEL: "warn" };
+      const child = spawnBun(name, ["bench/variants.ts"], env, stack.logDir);
+      await waitForStatus(child, "/users/1", [200]);
+      return child;
+    },
+  });
+  const targets = [honoTarget(stack), ...VARIANTS.map(variant), serviceTarget(stack)];
   const samples = await throughput(targets, PLAN);
   const names = targets.map((t) => t.name);
   const report = [
@@ -79,7 +79,7 @@ await runMain(async () => {
     "### Ladder (each rung adds to the one above)\n",
     ladder(samples, names),
     "### Throughput\n",
-    throughputReport(samples, "baseline", PLAN),
+    throughputReport(samples, "hono", PLAN),
   ].join("\n");
   mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, "ablation.md"), report);

@@ -44,7 +44,7 @@ export interface CpuUse {
   target: number;
   /** All postgres processes (ours and any others on the machine). */
   postgres: number;
-  /** This process: autocannon. */
+  /** The load generator (wrk), filled in from its own report. */
   loadgen: number;
   /** Share of the machine's CPU time busy, and stolen by the hypervisor (0–1). */
   machineBusy: number;
@@ -52,15 +52,13 @@ export interface CpuUse {
 }
 
 /** Starts measuring; the returned function ends the measurement. */
-export function cpuMeter(targetPid: number): () => CpuUse {
+export function cpuMeter(targetPid: number): () => Omit<CpuUse, "loadgen"> {
   const t0 = performance.now();
   const target0 = processCpu(targetPid);
   const pg0 = postgresCpu();
-  const self0 = process.cpuUsage();
   const m0 = machine();
   return () => {
     const wallUs = (performance.now() - t0) * 1000;
-    const self = process.cpuUsage(self0);
     let pg = 0;
     for (const [pid, us] of postgresCpu()) pg += us - (pg0.get(pid) ?? 0);
     const m1 = machine();
@@ -68,7 +66,6 @@ export function cpuMeter(targetPid: number): () => CpuUse {
     return {
       target: (processCpu(targetPid) - target0) / wallUs,
       postgres: pg / wallUs,
-      loadgen: (self.user + self.system) / wallUs,
       machineBusy: (m1.busy - m0.busy) / total,
       steal: (m1.steal - m0.steal) / total,
     };

@@ -2,7 +2,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import autocannon, { type Instance, type Request } from "autocannon";
 import type { Subprocess } from "bun";
 import { freePort } from "../src/util/free-port.ts";
 import { TestEtcd } from "../tests/helpers/etcd.ts";
@@ -57,9 +56,14 @@ export interface Child {
 
 /** Spawns `bun <args>` in the repository root with exactly `env` (plus PATH and HOME). */
 export function spawnBun(name: string, args: string[], env: Record<string, string>, logDir: string): Child {
+  return spawnServer(name, [process.execPath, ...args], env, logDir);
+}
+
+/** Spawns `argv` in the repository root with exactly `env` (plus PATH and HOME); `env.PORT` is where it listens. */
+export function spawnServer(name: string, argv: string[], env: Record<string, string>, logDir: string): Child {
   const out = join(logDir, `${name}.out.log`);
   const err = join(logDir, `${name}.err.log`);
-  const proc = Bun.spawn([process.execPath, ...args], {
+  const proc = Bun.spawn(argv, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
     stdin: "ignore",
@@ -152,32 +156,8 @@ export const SEED_USERS = 10_000;
 
 export const log = (message: string): void => console.error(`[${new Date().toISOString().slice(11, 23)}] ${message}`);
 
+/** What a throughput run sends: GET /users/{random seeded id}, or POST /users with unique emails. */
 export type Workload = "read" | "write";
-let emailSeq = 0;
-
-/** autocannon at CONNECTIONS for `seconds`: reads of random seeded ids, or writes with unique emails. */
-export function load(url: string, workload: Workload, seconds: number): Instance {
-  const requests: Request[] =
-    workload === "read"
-      ? [
-          {
-            method: "GET",
-            setupRequest: (r) => ({ ...r, path: `/users/${1 + Math.floor(Math.random() * SEED_USERS)}` }),
-          },
-        ]
-      : [
-          {
-            method: "POST",
-            path: "/users",
-            headers: { "content-type": "application/json" },
-            setupRequest: (r) => ({
-              ...r,
-              body: JSON.stringify({ name: "Bench User", email: `bench-${++emailSeq}@example.com` }),
-            }),
-          },
-        ];
-  return autocannon({ url, connections: CONNECTIONS, duration: seconds, requests });
-}
 
 /** What every benchmark starts from: etcd, a fresh seeded database, and the service running on them. */
 export interface Stack {

@@ -11,10 +11,10 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Child,
+  CONNECTIONS,
   fmt,
   freePort,
   knob,
-  load,
   log,
   ROOT,
   runMain,
@@ -24,6 +24,7 @@ import {
   type Workload,
   waitForStatus,
 } from "./lib.ts";
+import { wrk } from "./wrk.ts";
 
 const workload = (process.argv[2] ?? "read") as Workload;
 const SECONDS = knob("PROFILE_SECONDS", 10);
@@ -43,9 +44,10 @@ function shareByPackage(path: string): Map<string, number> {
 }
 
 async function profiled(target: Child): Promise<void> {
-  await load(target.url, workload, 3);
-  const run = await load(target.url, workload, SECONDS);
-  log(`${target.name}: ${fmt(run.requests.total / SECONDS, 0)} req/s while profiled`);
+  const options = (seconds: number, run: string) => ({ seconds, connections: CONNECTIONS, workload, run });
+  await wrk(target.url, options(3, `${target.name}-warmup`));
+  const run = await wrk(target.url, options(SECONDS, target.name));
+  log(`${target.name}: ${fmt(run.rps, 0)} req/s while profiled`);
   await target.stop();
 }
 

@@ -1,24 +1,23 @@
 /**
- * `npm run bench`: throughput of the service against a bare baseline, speed of
- * maintenance propagation, and time to drain the pool. See bench/README.md.
+ * `npm run bench`: throughput of the service against a bare Hono app and two peers, throughput over
+ * 60 s of sustained load, speed of maintenance propagation, and time to drain the pool. See bench/README.md.
  *
- * Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS (10), BENCH_CONNECTIONS (32),
+ * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARMUP (3), BENCH_CONNECTIONS (32),
  * BENCH_TOGGLES (30 per put method), BENCH_DRAIN_RUNS (5 per mode), BENCH_ONLY
- * (comma list of throughput,propagation,drain), BENCH_OUT (bench/out).
+ * (comma list of throughput,decay,propagation,drain), BENCH_TARGETS (service,hono,elysia,fastify), BENCH_OUT (bench/out), and decay.ts's.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { TestEtcd } from "../tests/helpers/etcd.ts";
+import { decay, decayReport } from "./decay.ts";
 import {
   type Child,
   CONNECTIONS,
   commandOutput,
   fmt,
-  freePort,
   knob,
-  load,
   log,
   median,
   onCleanup,
@@ -26,19 +25,26 @@ import {
   ROOT,
   runMain,
   SEED_USERS,
-  spawnBun,
   startStack,
   table,
   waitForStatus,
 } from "./lib.ts";
-import { type Plan, throughput, throughputReport } from "./throughput.ts";
+import { elysiaTarget, fastifyTarget, honoTarget, serviceTarget } from "./targets.ts";
+import { type Plan, type Sample, throughput, throughputReport } from "./throughput.ts";
+import { requireWrk, startWrk } from "./wrk.ts";
 
-const ROUNDS = knob("BENCH_ROUNDS", 5);
-const SECONDS = knob("BENCH_SECONDS", 10);
+const ROUNDS = knob("BENCH_ROUNDS", 3);
+const SECONDS = knob("BENCH_SECONDS", 8);
 const TOGGLES = knob("BENCH_TOGGLES", 30);
 const DRAIN_RUNS = knob("BENCH_DRAIN_RUNS", 5);
-const PLAN: Plan = { rounds: ROUNDS, seconds: SECONDS, workloads: ["read", "write"] };
-const ONLY = (process.env.BENCH_ONLY ?? "throughput,propagation,drain").split(",");
+const PLAN: Plan = {
+  rounds: ROUNDS,
+  seconds: SECONDS,
+  warmupSeconds: knob("BENCH_WARMUP", 3),
+  workloads: ["read", "write"],
+};
+const TARGETS = (process.env.BENCH_TARGETS ?? "service,hono,elysia,fastify").split(",");
+const ONLY = (process.env.BENCH_ONLY ?? "throughput,decay,propagation,drain").split(",");
 const OUT = process.env.BENCH_OUT ?? join(ROOT, "bench/out");
 const KEY = "/maintenance/database-service";
 const MAINTENANCE_POOL_MAX = 1;
@@ -174,7 +180,9 @@ async function drain(service: Child, etcd: TestEtcd, dbName: string, adminUrl: s
           Array.from({ length: 40 }, (_, j) => fetch(`${service.url}/users/${j + 1}`).then((r) => r.arrayBuffer())),
         );
       }
-      const background = withLoad ? load(service.url, "read", 30) : undefined;
+      const background = withLoad
+        ? startWrk(service.url, { seconds: 30, connections: CONNECTIONS, workload: "read", run: `drain-${run}` })
+        : undefined;
       if (withLoad) await Bun.sleep(2000);
       const before = await count();
       const start = performance.now();
@@ -193,7 +201,7 @@ async function drain(service: Child, etcd: TestEtcd, dbName: string, adminUrl: s
         await Bun.sleep(Math.max(0, 5 - (performance.now() - tick)));
       }
       background?.stop();
-      await background;
+      await background?.done;
       const result = { load: withLoad, run, before, ms: drainedAt - returned, polls };
       log(`drain ${withLoad ? "under load" : "idle"} #${run}: ${before} connections -> <=1 in ${fmt(result.ms)} ms`);
       results.push(result);
@@ -302,32 +310,58 @@ function drainReport(drains: Drain[]): string {
   return table(["mode", "runs", "connections before", "median ms", "min ms", "max ms", "per run ms"], rows);
 }
 
+/** The throughput goals of the service, each with the measured ratio of medians. */
+function goalsReport(samples: Sample[]): string {
+  const rps = (target: string, workload: "read" | "write") =>
+    median(samples.filter((s) => s.target === target && s.workload === workload).map((s) => s.rps));
+  const p99 = (target: string) =>
+    median(samples.filter((s) => s.target === target && s.workload === "read").map((s) => s.p99));
+  const goals = [
+    ["GET req/s × hono", rps("service", "read") / rps("hono", "read"), 0.9, "≥"],
+    ["GET req/s × fastify", rps("service", "read") / rps("fastify", "read"), 1.05, "≥"],
+    ["GET p99 × hono", p99("service") / p99("hono"), 1.3, "≤"],
+    ["POST req/s × hono", rps("service", "write") / rps("hono", "write"), 0.85, "≥"],
+  ] as const;
+  const rows = goals.map(([what, ratio, goal, sense]) => [
+    what,
+    fmt(ratio, 2),
+    `${sense} ${goal}`,
+    (sense === "≥" ? ratio >= goal : ratio <= goal) ? "met" : "**not met**",
+  ]);
+  return `The service's goals (ratios of medians):\n\n${table(["measure", "service", "goal", ""], rows)}\n`;
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const started = new Date();
   const load1 = loadavg();
   log("starting etcd, a fresh database and the service");
-  const { etcd, db, url, logDir, service, serviceEnv } = await startStack();
+  requireWrk();
+  const stack = await startStack();
+  const { etcd, db, service } = stack;
 
   const sections: string[] = [];
   const raw: Record<string, unknown> = {};
   if (ONLY.includes("throughput")) {
-    const serviceInfo = spawnBun("service-info", ["src/index.ts"], serviceEnv("info", await freePort()), logDir);
-    const baseline = spawnBun(
-      "baseline",
-      ["bench/baseline.ts"],
-      { DATABASE_URL: url, PORT: String(await freePort()) },
-      logDir,
+    // Every target starts fresh in every round; the long-running service is for the sections below.
+    const targets = [serviceTarget(stack), honoTarget(stack), elysiaTarget(stack), fastifyTarget(stack)].filter(
+      (t) => TARGETS.includes(t.name),
     );
-    await waitForStatus(serviceInfo, "/health", [200]);
-    await waitForStatus(baseline, "/users/1", [200]);
-    // Names in the tables: the service at LOG_LEVEL=warn is "service".
-    const samples = await throughput([service, serviceInfo, baseline], PLAN);
-    await serviceInfo.stop();
-    await baseline.stop();
+    const samples = await throughput(targets, PLAN);
     raw.throughput = samples;
-    sections.push("### Throughput\n", throughputReport(samples, "baseline", PLAN));
+    sections.push(
+      "### Throughput against peers\n",
+      targets.map((t) => `- **${t.name}**: ${t.what}`).join("\n"),
+      "",
+      throughputReport(samples, "hono", PLAN),
+      goalsReport(samples),
+    );
+  }
+  if (ONLY.includes("decay")) {
+    const series = await decay(stack);
+    raw.decay = series;
+    sections.push(decayReport(series));
   }
   if (ONLY.includes("propagation")) {
     log("maintenance propagation");
@@ -350,9 +384,6 @@ async function main(): Promise<void> {
   }
 
   const [server] = await db.sql<{ server_version: string }[]>`SHOW server_version`;
-  const autocannonVersion = (
-    JSON.parse(readFileSync(join(ROOT, "node_modules/autocannon/package.json"), "utf8")) as { version: string }
-  ).version;
   const header = [
     `## Run of ${started.toISOString()}`,
     "",
@@ -360,8 +391,8 @@ async function main(): Promise<void> {
       .map((l) => fmt(l, 2))
       .join(" ")}`,
     `- code: commit ${commandOutput(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}, uncommitted changes under src/: ${commandOutput(["git", "-C", ROOT, "status", "--porcelain", "src"]).split("\n").filter(Boolean).length} files`,
-    `- versions: bun ${Bun.version}, PostgreSQL ${server?.server_version}, ${commandOutput(["etcd", "--version"]).split("\n")[0]}, autocannon ${autocannonVersion}`,
-    `- settings: ${ROUNDS} rounds × ${SECONDS} s, ${CONNECTIONS} connections, ${TOGGLES} toggles per put method, ${DRAIN_RUNS} drain runs per mode, ${SEED_USERS} seeded users`,
+    `- versions: bun ${Bun.version}, PostgreSQL ${server?.server_version}, ${commandOutput(["etcd", "--version"]).split("\n")[0]}, ${commandOutput(["wrk", "--version"]).split("\n")[0]}`,
+    `- settings: ${ROUNDS} rounds × ${SECONDS} s after ${PLAN.warmupSeconds} s warm-up, ${CONNECTIONS} connections, ${TOGGLES} toggles per put method, ${DRAIN_RUNS} drain runs per mode, ${SEED_USERS} seeded users`,
     "",
   ].join("\n");
   const report = `${header}\n${sections.join("\n")}\n`;

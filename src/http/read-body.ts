@@ -59,7 +59,7 @@ export function readBody(): MiddlewareHandler {
     // (no upstream report found): the body is read once.
     if (request.body === null || request.bodyUsed) return next();
     // Size first, whatever the media type says: a body over the limit is a 413.
-    const bytes = await readAll(request.body);
+    const bytes = declared === null ? await readChunked(request.body) : await readDeclared(request);
     const contentType = request.headers.get("content-type");
     if (contentType !== null) requireUtf8(contentType);
     // Hono types the cache as values, but its json() and text() await what is there.
@@ -93,8 +93,33 @@ function decode(bytes: Uint8Array): string {
   }
 }
 
-/** The body's bytes; 413 past the limit, 408 past the deadline, 499 when the client went away. */
-async function readAll(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+/**
+ * A body of a declared length (at most the limit, checked before): read whole by the runtime, which
+ * stops at Content-Length. Much cheaper than a stream reader (Bun resolves it natively, without
+ * a ReadableStream round trip per chunk). 408 past the deadline, 499 when the client went away.
+ */
+async function readDeclared(request: Request): Promise<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), BODY_READ_TIMEOUT_MS);
+  });
+  const read = request.arrayBuffer();
+  try {
+    return new Uint8Array(await Promise.race([read, expired]));
+  } catch (error) {
+    if (error instanceof HttpProblem) {
+      // The read stays pending until the connection closes.
+      read.catch(() => {});
+      throw error;
+    }
+    throw clientClosed();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A body without a declared length, chunk by chunk: 413 past the limit, 408 past the deadline, 499 when the client went away. */
+async function readChunked(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const reader = body.getReader();
   let expired = false;
   // Cancelling ends the pending read (done), which the loop then reports as the timeout.
