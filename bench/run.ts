@@ -345,8 +345,8 @@ async function main(): Promise<void> {
   const raw: Record<string, unknown> = {};
   if (ONLY.includes("throughput")) {
     // Every target starts fresh in every round; the long-running service is for the sections below.
-    const targets = [serviceTarget(stack), honoTarget(stack), elysiaTarget(stack), fastifyTarget(stack)].filter(
-      (t) => TARGETS.includes(t.name),
+    const targets = [serviceTarget(stack), honoTarget(stack), elysiaTarget(stack), fastifyTarget(stack)].filter((t) =>
+      TARGETS.includes(t.name),
     );
     const samples = await throughput(targets, PLAN);
     raw.throughput = samples;
