@@ -18,6 +18,8 @@ have etcd && have etcdctl ||
   missing+=(chromium) # tests/integration/browser.test.ts drives Debian's Chromium
 [ -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] ||
   missing+=(fonts-liberation) # text in Chromium's pages and screenshots
+have promtool ||
+  missing+=(prometheus) # promtool checks and unit-tests monitoring/alerts.yml (tests/integration/alerts.test.ts)
 have docker-compose ||
   missing+=(docker-compose) # tests/integration/container.test.ts validates compose.yaml with it
 

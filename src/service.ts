@@ -138,7 +138,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     config.adminToken === null
       ? null
       : { token: config.adminToken, key: config.maintenance.key, writer: backend.writer, manager: maintenance };
-  const metrics = createMetrics({ db, gate, maintenance });
+  const metrics = createMetrics({ db, gate, maintenance, fleet });
   const app = createApp({
     db,
     schema: schema.status,

@@ -63,6 +63,11 @@ export class FleetRegistration {
     });
   }
 
+  /** Whether the entry in etcd is behind this instance's state: a write is under way or being retried. */
+  get pending(): boolean {
+    return this.writing !== undefined;
+  }
+
   /** Revokes the lease, removing the entry at once. */
   async close(): Promise<void> {
     this.stopping.abort();

@@ -4,6 +4,7 @@ import { matchedRoutes } from "hono/route";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { DbHolder } from "../db/db-holder.ts";
 import type { AppEnv } from "../http/context.ts";
+import type { FleetRegistration } from "../maintenance/fleet.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceManager } from "../maintenance/manager.ts";
 import { RequestMetrics } from "./request-metrics.ts";
@@ -12,7 +13,9 @@ import { RequestMetrics } from "./request-metrics.ts";
 export interface MetricsDeps {
   db: DbHolder;
   gate: Gate;
-  maintenance: Pick<MaintenanceManager, "status" | "transitionCounts">;
+  maintenance: Pick<MaintenanceManager, "status" | "transitionCounts" | "stableAndDrained">;
+  /** This instance's acknowledgement in etcd; null or absent when the maintenance key is in-process. */
+  fleet?: Pick<FleetRegistration, "pending"> | null;
 }
 
 /** Prometheus metrics of one service instance, and the calls that count requests. */
@@ -32,7 +35,7 @@ const SOURCE_STATES = ["connected", "connecting", "unavailable"] as const;
  * plain numbers; the rest is read from the gate, the maintenance manager and the
  * pool when Prometheus scrapes, so the hot path does nothing for them.
  */
-export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
+export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDeps): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const requests = new RequestMetrics();
@@ -55,6 +58,44 @@ export function createMetrics({ db, gate, maintenance }: MetricsDeps): Metrics {
       for (const mode of MODES) this.set({ mode }, gate.mode === mode ? 1 : 0);
     },
   });
+  new Gauge({
+    name: "maintenance_since_timestamp_seconds",
+    help: "When maintenance began on this instance (Unix time, seconds); 0 while off.",
+    registers,
+    collect() {
+      const { since } = maintenance.status();
+      this.set(since === null ? 0 : Date.parse(since) / 1000);
+    },
+  });
+  new Gauge({
+    name: "maintenance_window_end_timestamp_seconds",
+    help: "When the maintenance in force ends by its window's end (Unix time, seconds); 0 while off or without an end.",
+    registers,
+    collect() {
+      const end = gate.current.retryUntil;
+      this.set(end === null ? 0 : end / 1000);
+    },
+  });
+  new Gauge({
+    name: "maintenance_drained",
+    help:
+      "1 when no transition runs and the last one finished with every admitted request and old query done in time " +
+      "(the acknowledgement's drained), else 0.",
+    registers,
+    collect() {
+      this.set(maintenance.stableAndDrained ? 1 : 0);
+    },
+  });
+  if (fleet) {
+    new Gauge({
+      name: "maintenance_acknowledgement_pending",
+      help: "1 while this instance's acknowledgement in etcd is behind its state (a write under way or retried), else 0.",
+      registers,
+      collect() {
+        this.set(fleet.pending ? 1 : 0);
+      },
+    });
+  }
   new Counter({
     name: "maintenance_transitions_total",
     help: "Completed maintenance transitions, by kind (enter, leave, update, abandon).",
