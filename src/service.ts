@@ -18,9 +18,10 @@ export interface Service {
   /** Resolves once the schema is migrated (or the service is stopping). */
   schemaApplied: Promise<void>;
   /**
-   * Stops following maintenance and ends the pool, every step by `deadline`
-   * (default: SHUTDOWN_TIMEOUT_MS from now). Queries still running at the deadline
-   * are cut, so their requests get an answer (503). Call after the listener stopped.
+   * Stops following maintenance (the acknowledgement, the keys, then the etcd
+   * client they used) and ends the pool, every step by `deadline` (default:
+   * SHUTDOWN_TIMEOUT_MS from now). Queries still running at the deadline are
+   * cut, so their requests get an answer (503). Call after the listener stopped.
    */
   stop(deadline?: Deadline): Promise<void>;
 }
