@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import type { KVClient, LeaseClient } from "etcd3";
 import type { EtcdHeader } from "./etcd-history.ts";
 
