@@ -1,32 +1,18 @@
 import { describe, expect, test } from "bun:test";
-import type { InstanceEntry } from "../../src/cli/acks.ts";
 import { type FleetStore, type WaitOptions, waitForFleet } from "../../src/cli/fleet-wait.ts";
 import type { Output } from "../../src/cli/output.ts";
 import { EtcdCallError } from "../../src/cli/store.ts";
 import type { HistoryReset } from "../../src/maintenance/etcd-history.ts";
 import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
+import { drainedAcknowledgement, entryOf } from "../helpers/acknowledgement.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const KEY = "/maintenance/unit";
 /** Longer than any test runs: a wait that ends did so because of what the test did, not a timer. */
 const NEVER_MS = 60_000;
 
-const ack = (instance: string, fields: Partial<Acknowledgement> = {}): Acknowledgement => ({
-  instance,
-  mode: "full",
-  phase: "maintenance",
-  revision: 10,
-  global_revision: null,
-  since: null,
-  drained: true,
-  in_flight: 0,
-  pool_max: 1,
-  open_connections: 1,
-  version: "1.0.0",
-  updated_at: "2030-01-01T00:00:00.000Z",
-  ...fields,
-});
-const entry = (a: Acknowledgement): InstanceEntry => ({ name: a.instance, ack: a, problem: null });
+const ack = (instance: string, fields: Partial<Acknowledgement> = {}) =>
+  drainedAcknowledgement({ instance, ...fields });
 
 /**
  * The acknowledgements in a store the test changes, as the CLI's store answers them:
@@ -45,7 +31,7 @@ function fakeStore(acks: Acknowledgement[]) {
     instances: async () => {
       state.readings++;
       if (state.failure) throw state.failure;
-      return { entries: state.acks.map(entry), storeRevision: state.storeRevision };
+      return { entries: state.acks.map(entryOf), storeRevision: state.storeRevision };
     },
     watchInstances: (_key, from, onChange) => {
       const watch = {
