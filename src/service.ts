@@ -1,20 +1,13 @@
-import { hostname } from "node:os";
-import type { Etcd3 } from "etcd3";
 import { createApp } from "./app.ts";
-import type { Config, ServerConfig } from "./config.ts";
+import type { ServerConfig } from "./config.ts";
 import { DbHolder } from "./db/db-holder.ts";
 import { migrateInBackground } from "./db/migrate.ts";
 import type { Logger } from "./logger.ts";
-import { createEtcdClient } from "./maintenance/etcd-client.ts";
-import { EtcdSource } from "./maintenance/etcd-source.ts";
-import { type Acknowledgement, FleetRegistration, instancesPrefix } from "./maintenance/fleet.ts";
+import { createMaintenanceBackend } from "./maintenance/backend.ts";
 import { Gate } from "./maintenance/gate.ts";
-import { type KeySource, MaintenanceManager } from "./maintenance/manager.ts";
-import { MemorySource } from "./maintenance/memory-source.ts";
-import { EtcdWriter, type MaintenanceWriter } from "./maintenance/writer.ts";
+import { MaintenanceManager } from "./maintenance/manager.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { Deadline } from "./util/deadline.ts";
-import { VERSION } from "./version.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
 export interface Service {
@@ -25,79 +18,17 @@ export interface Service {
   /** Resolves once the schema is migrated (or the service is stopping). */
   schemaApplied: Promise<void>;
   /**
-   * Stops following maintenance and ends the pool, every step by `deadline`
-   * (default: SHUTDOWN_TIMEOUT_MS from now). Queries still running at the deadline
-   * are cut, so their requests get an answer (503). Call after the listener stopped.
+   * Stops following maintenance (the acknowledgement, the keys, then the etcd
+   * client they used) and ends the pool, every step by `deadline` (default:
+   * SHUTDOWN_TIMEOUT_MS from now). Queries still running at the deadline are
+   * cut, so their requests get an answer (503). Call after the listener stopped.
    */
   stop(deadline?: Deadline): Promise<void>;
-}
-
-/** Where maintenance state is read from, and how the admin API writes it. */
-interface MaintenanceBackend {
-  /** The service's own key first, then the fleet key. */
-  keys: KeySource[];
-  /** Writes the service's own key. */
-  writer: MaintenanceWriter;
-  /** The etcd client, where the fleet acknowledgements go; null for the in-process key. */
-  etcd: Etcd3 | null;
 }
 
 /** A short random id distinguishing this process's connections and logs. */
 function newInstanceId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** The maintenance backend `config` names: etcd, or an in-process key. */
-function createBackend(config: Config, logger: Logger): MaintenanceBackend {
-  const { key, globalKey } = config.maintenance;
-  if (config.maintenanceSource === "memory") {
-    // One process, no fleet: the in-process key stands alone.
-    const memory = new MemorySource();
-    return { keys: [{ key, source: memory }], writer: memory, etcd: null };
-  }
-  const client = createEtcdClient(config.etcd);
-  const keys = [key, ...(globalKey === null ? [] : [globalKey])].map((k) => ({
-    key: k,
-    source: new EtcdSource(client, k, logger),
-  }));
-  return { keys, writer: new EtcdWriter(client, key), etcd: client };
-}
-
-/**
- * Publishes this instance's acknowledgement under `<key>/instances/<host>-<id>`
- * now and after every reading and transition step.
- */
-function acknowledge(
-  client: Etcd3,
-  config: ServerConfig,
-  instanceId: string,
-  parts: { db: DbHolder; gate: Gate; maintenance: MaintenanceManager },
-  logger: Logger,
-): FleetRegistration {
-  const { db, gate, maintenance } = parts;
-  const { key, globalKey } = config.maintenance;
-  const instance = `${hostname().slice(0, 40)}-${instanceId}`;
-  const snapshot = async (): Promise<Acknowledgement> => {
-    const status = maintenance.status();
-    return {
-      instance,
-      mode: status.mode,
-      phase: status.phase,
-      revision: maintenance.observedThrough(key),
-      global_revision: globalKey === null ? null : maintenance.observedThrough(globalKey),
-      since: status.since,
-      drained: maintenance.stableAndDrained,
-      in_flight: gate.inFlight,
-      pool_max: db.shape.max,
-      open_connections: await db.openConnections().catch(() => null),
-      version: VERSION,
-      updated_at: new Date().toISOString(),
-    };
-  };
-  const registration = new FleetRegistration(client, `${instancesPrefix(key)}${instance}`, snapshot, logger);
-  maintenance.subscribe(() => registration.publish());
-  registration.publish();
-  return registration;
 }
 
 /**
@@ -118,7 +49,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
   const gate = new Gate(config.maintenance.bypassToken);
-  const backend = createBackend(config, logger);
+  const backend = createMaintenanceBackend(config, logger);
   const maintenance = new MaintenanceManager(
     {
       poolMax: config.db.poolMax,
@@ -132,7 +63,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     backend.keys,
     logger,
   );
-  const fleet = backend.etcd && acknowledge(backend.etcd, config, instanceId, { db, gate, maintenance }, logger);
+  const fleet = backend.acknowledge({ db, gate, maintenance }, instanceId);
   maintenance.start();
   const admin =
     config.adminToken === null
@@ -160,6 +91,8 @@ export function startService(config: ServerConfig, logger: Logger): Service {
       // Each step gets only what is left; one that overruns goes on in the background.
       await deadline.race(Promise.resolve(fleet?.close()), undefined);
       await deadline.race(maintenance.close(), undefined);
+      // The etcd client last: the acknowledgement and the sources (closed by the manager) used it.
+      backend.close();
       await deadline.race(schema.done, undefined);
       await db.close(deadline.remaining());
     },

@@ -161,7 +161,7 @@ async function stillOn(store: MaintenanceStore, key: string): Promise<string | n
 }
 
 async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: Output): Promise<number> {
-  const [service, global, instances] = await Promise.all([
+  const [service, global, { entries: instances }] = await Promise.all([
     store.read(keys.service),
     keys.global === null ? Promise.resolve(null) : store.read(keys.global),
     store.instances(keys.service),

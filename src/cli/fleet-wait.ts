@@ -4,7 +4,7 @@ import type { InstanceEntry } from "./acks.ts";
 import { instancesTable } from "./acks.ts";
 import { formatDuration } from "./duration.ts";
 import { type Output, printable } from "./output.ts";
-import { EtcdCallError, type MaintenanceStore } from "./store.ts";
+import { EtcdCallError, type InstancesWatch, type MaintenanceStore } from "./store.ts";
 
 /** What `--wait` waits for. */
 export interface WaitTarget {
@@ -46,8 +46,8 @@ export function assess(entries: InstanceEntry[], target: WaitTarget): Pending[] 
   return pending;
 }
 
-/** How often the acknowledgements are read while waiting. */
-const POLL_MS = 200;
+/** How soon a reading that failed is tried again, unless the watch regains etcd first. */
+const RETRY_MS = 1000;
 
 /** Options of {@link waitForFleet}. */
 export interface WaitOptions {
@@ -60,68 +60,111 @@ export interface WaitOptions {
   explain?: (pending: Pending[]) => Promise<(p: Pending) => string>;
 }
 
+/** The store calls {@link waitForFleet} makes: a {@link MaintenanceStore}, or a test's plain object. */
+export type FleetStore = Pick<MaintenanceStore, "instances" | "watchInstances" | "read" | "historyReset">;
+
 /**
- * Polls the acknowledgements until every live instance reached the target
- * (exit 0), or the timeout passes (exit 1, naming the instances not there).
- * Prints the progress table each time it changes. No instance at all is a
- * failure: nobody can confirm the write was acted on.
+ * Whether something changed since it was last taken: the watch sets it, the wait loop takes it.
+ * A change arriving while the loop reads is kept for its next wait, not lost.
  */
-export async function waitForFleet(store: MaintenanceStore, out: Output, options: WaitOptions): Promise<number> {
+class ChangeSignal {
+  private pending = false;
+  private wake: (() => void) | undefined;
+
+  /** Records a change; wakes a waiting {@link next}. */
+  readonly set = (): void => {
+    this.pending = true;
+    this.wake?.();
+  };
+
+  /** Resolves once a change is recorded (at once if one was since the last call), or after `ms`. */
+  next(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        this.pending = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+      if (this.pending) done();
+    });
+  }
+}
+
+/**
+ * Waits until every live instance reached the target (exit 0), or the timeout
+ * passes (exit 1, naming the instances not there). Reads the acknowledgements,
+ * then again each time the watch on them reports a change (a write, a delete, a
+ * lease expiring, the watch losing or regaining etcd); a reading that failed is
+ * retried. Prints the progress table each time it changes. No instance at all is
+ * a failure: nobody can confirm the write was acted on.
+ */
+export async function waitForFleet(store: FleetStore, out: Output, options: WaitOptions): Promise<number> {
   const { serviceKey, target, timeoutMs } = options;
   const started = performance.now();
   const goal = target.goal === "on" ? "drained" : "out of maintenance";
   const revisionText = target.revision === null ? "" : ` at revision >= ${target.revision}`;
   out.out(`waiting up to ${formatDuration(timeoutMs)} for every instance to be ${goal}${revisionText}`);
+  const changed = new ChangeSignal();
+  let watch: InstancesWatch | undefined;
   let shown = "";
   let entries: InstanceEntry[] = [];
   let lastError: EtcdCallError | null = null;
-  for (;;) {
-    const elapsed = performance.now() - started;
-    try {
-      entries = await store.instances(serviceKey);
-      lastError = null;
-    } catch (error) {
-      if (!(error instanceof EtcdCallError)) throw error;
-      lastError = error;
-    }
-    if (store.historyReset) return historyWentBack(store, out, options, store.historyReset);
-    if (!lastError && entries.length === 0) {
-      out.err(
-        `maint: no instance acknowledges under ${serviceKey}/instances/: nothing confirms the change ` +
-          "(are the instances running, and connected to this etcd?)",
-      );
-      return 1;
-    }
-    const pending = lastError ? [] : assess(entries, target);
-    if (!lastError) {
-      const table = instancesTable(entries, Date.now(), "progress");
-      if (table !== shown) {
-        out.out(`[${formatDuration(elapsed)}]`);
-        out.out(table);
-        shown = table;
+  try {
+    for (;;) {
+      const elapsed = performance.now() - started;
+      try {
+        const instances = await store.instances(serviceKey);
+        entries = instances.entries;
+        lastError = null;
+        if (!watch || watch.ended) watch = store.watchInstances(serviceKey, instances.storeRevision, changed.set);
+      } catch (error) {
+        if (!(error instanceof EtcdCallError)) throw error;
+        lastError = error;
       }
-      if (pending.length === 0) {
-        const all = entries.length === 1 ? "the one instance" : `all ${entries.length} instances`;
-        out.out(`${all} ${goal} after ${formatDuration(performance.now() - started)}`);
-        return 0;
-      }
-    }
-    if (performance.now() - started >= timeoutMs) {
-      if (lastError) {
+      if (store.historyReset) return await historyWentBack(store, out, options, store.historyReset);
+      if (!lastError && entries.length === 0) {
         out.err(
-          `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${printable(lastError.message)}`,
+          `maint: no instance acknowledges under ${serviceKey}/instances/: nothing confirms the change ` +
+            "(are the instances running, and connected to this etcd?)",
         );
         return 1;
       }
-      const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
-      out.err(
-        `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
-          pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", "),
-      );
-      return 1;
+      const pending = lastError ? [] : assess(entries, target);
+      if (!lastError) {
+        const table = instancesTable(entries, Date.now(), "progress");
+        if (table !== shown) {
+          out.out(`[${formatDuration(elapsed)}]`);
+          out.out(table);
+          shown = table;
+        }
+        if (pending.length === 0) {
+          const all = entries.length === 1 ? "the one instance" : `all ${entries.length} instances`;
+          out.out(`${all} ${goal} after ${formatDuration(performance.now() - started)}`);
+          return 0;
+        }
+      }
+      if (performance.now() - started >= timeoutMs) {
+        if (lastError) {
+          out.err(
+            `maint: timed out after ${formatDuration(timeoutMs)}: cannot read the acknowledgements: ${printable(lastError.message)}`,
+          );
+          return 1;
+        }
+        const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
+        out.err(
+          `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
+            pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", "),
+        );
+        return 1;
+      }
+      const left = Math.max(0, timeoutMs - (performance.now() - started));
+      await changed.next(lastError ? Math.min(RETRY_MS, left) : left);
     }
-    const left = timeoutMs - (performance.now() - started);
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(POLL_MS, left))));
+  } finally {
+    await watch?.close();
   }
 }
 
@@ -132,7 +175,7 @@ export async function waitForFleet(store: MaintenanceStore, out: Output, options
  * waits in the new history.
  */
 async function historyWentBack(
-  store: MaintenanceStore,
+  store: FleetStore,
   out: Output,
   { writtenKey, target }: WaitOptions,
   reset: HistoryReset,

@@ -1,7 +1,9 @@
 import type { Etcd3 } from "etcd3";
 import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-client.ts";
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
+import { deleteKey, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
+import { sleep } from "../util/sleep.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
 
 /** An etcd call failed or did not answer in time; the CLI exits 1. */
@@ -29,22 +31,24 @@ export interface StoredKey {
   storeRevision: number;
 }
 
-/** What a write did. */
-export interface WriteResult {
-  revision: number;
-  /** The lease the value was attached to (hex), when a TTL was given. */
-  lease: string | null;
+/** The acknowledgements under `<serviceKey>/instances/`, by instance name. */
+export interface Instances {
+  entries: InstanceEntry[];
+  /** The store's revision when read: a watch from the next one misses no change. */
+  storeRevision: number;
 }
 
-/** What a delete did. */
-export interface DeleteResult {
-  revision: number;
-  /** The value the key held; null when it did not exist (nothing was deleted). */
-  previous: string | null;
+/** A watch on the acknowledgements; see {@link MaintenanceStore.watchInstances}. */
+export interface InstancesWatch {
+  /** True once etcd cancelled it (e.g. its start revision was compacted): it tells of no further change. */
+  readonly ended: boolean;
+  close(): Promise<void>;
 }
 
-/** Lease IDs are int64s; etcdctl shows them in hex. */
-const hexLease = (id: string | number) => BigInt(id).toString(16);
+/** Every etcd call gets this long, beyond the client's own 5 s deadlines, before it counts as unanswered. */
+const CALL_BOUND_MS = ETCD_CALL_TIMEOUT_MS + 500;
+/** Longest a closing watch waits for etcd to confirm its cancellation. */
+const WATCH_CANCEL_MS = 1000;
 
 /**
  * The CLI's etcd operations, each bounded: the client's own 5 s deadlines,
@@ -57,22 +61,11 @@ export class MaintenanceStore {
   /** The latest time etcd's history was found to have gone back, if ever. */
   historyReset: HistoryReset | null = null;
 
-  constructor(
-    private readonly client: Etcd3,
-    private readonly timeoutMs = ETCD_CALL_TIMEOUT_MS + 500,
-  ) {}
+  constructor(private readonly client: Etcd3) {}
 
   async read(key: string): Promise<StoredKey> {
-    const response = await this.bounded(() => this.client.get(key).exec());
-    const [kv] = response.kvs;
-    const lease = kv && kv.lease !== "0" ? hexLease(kv.lease) : null;
-    return {
-      key,
-      value: kv ? kv.value.toString("utf8") : null,
-      revision: kv ? Number(kv.mod_revision) : null,
-      lease,
-      storeRevision: Number(response.header.revision),
-    };
+    const { header, ...stored } = await this.bounded(() => readKey(this.client, key));
+    return { key, ...stored, storeRevision: Number(header.revision) };
   }
 
   /** Seconds left on a lease (hex id); null when it is gone. */
@@ -85,32 +78,59 @@ export class MaintenanceStore {
   }
 
   /** Writes `value` to `key`, under a new lease of `ttlSeconds` when given. */
-  async write(key: string, value: string, ttlSeconds: number | null): Promise<WriteResult> {
-    let lease: string | null = null;
-    if (ttlSeconds !== null) {
-      const grant = await this.bounded(() => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
-      lease = grant.ID;
-    }
-    const put = this.client.put(key).value(value);
-    if (lease !== null) put.lease(lease);
-    const response = await this.bounded(() => put.exec());
-    return { revision: Number(response.header.revision), lease: lease === null ? null : hexLease(lease) };
+  write(key: string, value: string, ttlSeconds: number | null): Promise<KeyWrite> {
+    return this.bounded(() => writeKey(this.client, key, value, ttlSeconds));
   }
 
   /** Deletes `key`, returning what it held. */
-  async delete(key: string): Promise<DeleteResult> {
-    const response = await this.bounded(() => this.client.kv.deleteRange({ key: Buffer.from(key), prev_kv: true }));
-    const [previous] = response.prev_kvs;
-    return { revision: Number(response.header.revision), previous: previous ? previous.value.toString("utf8") : null };
+  delete(key: string): Promise<KeyDeletion> {
+    return this.bounded(() => deleteKey(this.client, key));
   }
 
   /** Every acknowledgement under `<serviceKey>/instances/`, by instance name. */
-  async instances(serviceKey: string): Promise<InstanceEntry[]> {
+  async instances(serviceKey: string): Promise<Instances> {
     const prefix = instancesPrefix(serviceKey);
     const response = await this.bounded(() => this.client.getAll().prefix(prefix).exec());
-    return response.kvs
+    const entries = response.kvs
       .map((kv) => parseEntry(kv.key.toString("utf8").slice(prefix.length), kv.value.toString("utf8")))
       .sort((a, b) => a.name.localeCompare(b.name));
+    return { entries, storeRevision: Number(response.header.revision) };
+  }
+
+  /**
+   * Watches `<serviceKey>/instances/` from the revision after `storeRevision` (that of an
+   * {@link instances} reading, so no change between is missed) and calls `onChange` whenever an
+   * acknowledgement is written, deleted or expires, and whenever the watch loses or regains etcd
+   * (changes may have been missed): the caller reads them again.
+   */
+  watchInstances(serviceKey: string, storeRevision: number, onChange: () => void): InstancesWatch {
+    const watcher = this.client
+      .watch()
+      .prefix(instancesPrefix(serviceKey))
+      .startRevision(String(storeRevision + 1))
+      .watcher();
+    const watch = {
+      ended: false,
+      async close() {
+        const cancelled = new AbortController();
+        await Promise.race([watcher.cancel().catch(() => {}), sleep(WATCH_CANCEL_MS, cancelled.signal)]);
+        cancelled.abort();
+      },
+    };
+    watcher
+      .on("data", (response) => {
+        // A later reading is checked against the revisions the watch delivered, as against any answer.
+        this.history.saw(response.header);
+        onChange();
+      })
+      .on("connected", onChange)
+      .on("disconnected", onChange)
+      .on("error", () => {
+        // etcd cancelled the watch (etcd3 has already dropped it): the next reading starts another.
+        watch.ended = true;
+        onChange();
+      });
+    return watch;
   }
 
   private async bounded<T extends { header: EtcdHeader }>(call: () => Promise<T>): Promise<T> {
@@ -118,8 +138,8 @@ export class MaintenanceStore {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new EtcdCallError(`no answer within ${(this.timeoutMs / 1000).toFixed(1)} s`, true)),
-        this.timeoutMs,
+        () => reject(new EtcdCallError(`no answer within ${(CALL_BOUND_MS / 1000).toFixed(1)} s`, true)),
+        CALL_BOUND_MS,
       );
     });
     try {
@@ -136,7 +156,7 @@ export class MaintenanceStore {
 }
 
 /** grpc's messages, to one readable line: `14 UNAVAILABLE: No connection established. Last error: …`. */
-export function describeEtcdError(error: unknown): string {
+function describeEtcdError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return (
     message

@@ -2,6 +2,7 @@ import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import { describeError, type Logger } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
 import { type EtcdHeader, EtcdHistory } from "./etcd-history.ts";
+import { type KeyClient, readKey } from "./etcd-key.ts";
 import type { MaintenanceSource, Observation } from "./source.ts";
 import type { SourceStatus } from "./status.ts";
 
@@ -66,7 +67,7 @@ export class EtcdSource implements MaintenanceSource {
   private resyncTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
-    private readonly client: Etcd3,
+    private readonly client: KeyClient & Pick<Etcd3, "watch">,
     private readonly key: string,
     private readonly logger: Logger,
     timings: Partial<EtcdSourceTimings> = {},
@@ -97,13 +98,15 @@ export class EtcdSource implements MaintenanceSource {
     };
   }
 
-  /** Cancels the watch before closing the client: close alone keeps the process alive. */
+  /**
+   * Cancels the watch and stops reading. The client is not this source's: its owner closes it
+   * after (a client closed with a watch still on it keeps the process alive).
+   */
   async close(): Promise<void> {
     this.stopping.abort();
     clearInterval(this.resyncTimer);
     await this.endWatch?.();
     await this.running;
-    this.client.close();
   }
 
   /** GET, watch until the watch ends, repeat; back off while etcd does not answer. */
@@ -132,12 +135,10 @@ export class EtcdSource implements MaintenanceSource {
   private async read(): Promise<number> {
     const mark = this.history.mark();
     const keySeen = this.keyRevision;
-    const response = await this.client.get(this.key).exec();
-    const storeRevision = Number(response.header.revision);
-    const [kv] = response.kvs;
-    const modRevision = kv ? Number(kv.mod_revision) : null;
+    const { header, value, revision: modRevision } = await readKey(this.client, this.key);
+    const storeRevision = Number(header.revision);
     const reset = this.history.check(
-      response.header,
+      header,
       mark,
       modRevision === null ? undefined : { seen: keySeen, now: modRevision },
     );
@@ -148,7 +149,7 @@ export class EtcdSource implements MaintenanceSource {
       this.keyRevision = -1;
       void this.endWatch?.();
     }
-    this.report(kv ? kv.value.toString("utf8") : null, modRevision ?? storeRevision, storeRevision, reset !== null);
+    this.report(value, modRevision ?? storeRevision, storeRevision, reset !== null);
     return storeRevision;
   }
 

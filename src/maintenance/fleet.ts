@@ -1,7 +1,13 @@
+import { hostname } from "node:os";
 import type { Etcd3, Lease } from "etcd3";
+import type { DbHolder } from "../db/db-holder.ts";
 import type { Logger } from "../logger.ts";
 import { describeError } from "../logger.ts";
 import { sleep } from "../util/sleep.ts";
+import { VERSION } from "../version.ts";
+import type { Gate } from "./gate.ts";
+import type { MaintenanceManager } from "./manager.ts";
+import type { MaintenanceStatus } from "./status.ts";
 import type { Mode } from "./value.ts";
 
 /**
@@ -23,7 +29,10 @@ export interface Acknowledgement {
   drained: boolean;
   in_flight: number;
   pool_max: number;
-  /** As pg_stat_activity sees them; null when the database does not answer. */
+  /**
+   * As pg_stat_activity saw them when this instance was last settled (serving or in maintenance):
+   * not counted during a transition, when the pool is being swapped; null when the database did not answer.
+   */
   open_connections: number | null;
   version: string;
   updated_at: string;
@@ -33,7 +42,7 @@ export interface Acknowledgement {
 export const instancesPrefix = (key: string) => `${key}/instances/`;
 
 /** Seconds an acknowledgement outlives its instance. */
-export const ACK_LEASE_SECONDS = 10;
+const ACK_LEASE_SECONDS = 10;
 
 /**
  * Keeps this instance's acknowledgement in etcd under a short lease (kept
@@ -47,11 +56,10 @@ export class FleetRegistration {
   private readonly stopping = new AbortController();
 
   constructor(
-    private readonly client: Etcd3,
+    private readonly client: Pick<Etcd3, "lease">,
     private readonly path: string,
     private readonly snapshot: () => Promise<Acknowledgement>,
     private readonly logger: Logger,
-    private readonly leaseSeconds = ACK_LEASE_SECONDS,
   ) {}
 
   /** Writes the current acknowledgement soon; calls made while a write runs coalesce into one more. */
@@ -93,7 +101,7 @@ export class FleetRegistration {
 
   private currentLease(): Lease {
     if (this.lease && !this.lease.revoked()) return this.lease;
-    const lease = this.client.lease(this.leaseSeconds);
+    const lease = this.client.lease(ACK_LEASE_SECONDS);
     lease.on("lost", (error) => {
       this.logger.warn("fleet.lease_lost", describeError(error));
       if (this.lease === lease) this.lease = undefined;
@@ -102,4 +110,63 @@ export class FleetRegistration {
     this.lease = lease;
     return lease;
   }
+}
+
+/** What an acknowledgement tells of this instance, read from the parts that know it. */
+export interface AcknowledgedParts {
+  maintenance: Pick<MaintenanceManager, "observedThrough" | "stableAndDrained" | "subscribe"> & {
+    status(): Pick<MaintenanceStatus, "mode" | "phase" | "since">;
+  };
+  gate: Pick<Gate, "inFlight">;
+  db: Pick<DbHolder, "shape" | "openConnections">;
+}
+
+/** Where and as whom this instance acknowledges. */
+export interface AcknowledgingOptions {
+  /** The service's own key: the acknowledgement goes under `<key>/instances/`. */
+  key: string;
+  /** The fleet key, if followed. */
+  globalKey: string | null;
+  /** This process's id; the instance is named `<host>-<id>`. */
+  instanceId: string;
+}
+
+/**
+ * Publishes this instance's acknowledgement under `<key>/instances/<host>-<id>`
+ * now and after every reading and transition step, until the returned
+ * registration is closed. Connections are counted (a pg_stat_activity query)
+ * only while settled: during a transition the pool is being swapped, and the
+ * acknowledgement must not wait on a database that is draining.
+ */
+export function startAcknowledging(
+  client: Pick<Etcd3, "lease">,
+  parts: AcknowledgedParts,
+  { key, globalKey, instanceId }: AcknowledgingOptions,
+  logger: Logger,
+): FleetRegistration {
+  const { maintenance, gate, db } = parts;
+  const instance = `${hostname().slice(0, 40)}-${instanceId}`;
+  let openConnections: number | null = null;
+  const snapshot = async (): Promise<Acknowledgement> => {
+    const status = maintenance.status();
+    const state = {
+      instance,
+      mode: status.mode,
+      phase: status.phase,
+      revision: maintenance.observedThrough(key),
+      global_revision: globalKey === null ? null : maintenance.observedThrough(globalKey),
+      since: status.since,
+      drained: maintenance.stableAndDrained,
+      in_flight: gate.inFlight,
+      pool_max: db.shape.max,
+    };
+    if (status.phase === "serving" || status.phase === "maintenance") {
+      openConnections = await db.openConnections().catch(() => null);
+    }
+    return { ...state, open_connections: openConnections, version: VERSION, updated_at: new Date().toISOString() };
+  };
+  const registration = new FleetRegistration(client, `${instancesPrefix(key)}${instance}`, snapshot, logger);
+  maintenance.subscribe(() => registration.publish());
+  registration.publish();
+  return registration;
 }

@@ -1,6 +1,6 @@
 import { isBrokenCircuitError } from "cockatiel";
-import type { Etcd3 } from "etcd3";
 import { isEtcdUnreachable } from "./etcd-client.ts";
+import { deleteKey, type KeyClient, readKey, writeKey } from "./etcd-key.ts";
 
 /** The key's current value and its revision. */
 export interface StoredValue {
@@ -34,27 +34,23 @@ export class StoreUnavailableError extends Error {
 /** Writes the maintenance key in etcd, as `etcdctl put` would. */
 export class EtcdWriter implements MaintenanceWriter {
   constructor(
-    private readonly client: Etcd3,
+    private readonly client: KeyClient,
     private readonly key: string,
   ) {}
 
   read(): Promise<StoredValue> {
     return this.call(false, async () => {
-      const response = await this.client.get(this.key).exec();
-      const [kv] = response.kvs;
-      return {
-        value: kv ? kv.value.toString("utf8") : null,
-        revision: Number(kv ? kv.mod_revision : response.header.revision),
-      };
+      const { value, revision, header } = await readKey(this.client, this.key);
+      return { value, revision: revision ?? Number(header.revision) };
     });
   }
 
   write(value: string): Promise<number> {
-    return this.call(true, async () => Number((await this.client.put(this.key).value(value).exec()).header.revision));
+    return this.call(true, async () => (await writeKey(this.client, this.key, value)).revision);
   }
 
   clear(): Promise<number> {
-    return this.call(true, async () => Number((await this.client.delete().key(this.key).exec()).header.revision));
+    return this.call(true, async () => (await deleteKey(this.client, this.key)).revision);
   }
 
   /** Runs one etcd call, turning etcd not answering into a {@link StoreUnavailableError}. */

@@ -6,6 +6,7 @@ import { formatDuration, parseDuration } from "../../src/cli/duration.ts";
 import { assess } from "../../src/cli/fleet-wait.ts";
 import { renderTable } from "../../src/cli/table.ts";
 import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
+import { drainedAcknowledgement, entryOf } from "../helpers/acknowledgement.ts";
 
 describe("durations", () => {
   test.each([
@@ -179,26 +180,8 @@ describe("runMaint before it reaches etcd", () => {
   });
 });
 
-const ack = (fields: Partial<Acknowledgement>): Acknowledgement => ({
-  instance: "host-a",
-  mode: "full",
-  phase: "maintenance",
-  revision: 10,
-  global_revision: 8,
-  since: null,
-  drained: true,
-  in_flight: 0,
-  pool_max: 1,
-  open_connections: 1,
-  version: "1.0.0",
-  updated_at: "2030-01-01T00:00:00.000Z",
-  ...fields,
-});
-const entry = (fields: Partial<Acknowledgement>) => ({
-  name: fields.instance ?? "host-a",
-  ack: ack(fields),
-  problem: null,
-});
+const ack = drainedAcknowledgement;
+const entry = (fields: Partial<Acknowledgement>) => entryOf(ack(fields));
 
 describe("assess", () => {
   const on = { goal: "on", field: "revision", revision: 10 } as const;

@@ -35,18 +35,16 @@ class FakeEtcd {
     this.revision++;
   }
 
-  get(key: string) {
-    return {
-      exec: () => {
-        if (this.silent) return new Promise(() => {});
-        const kvs =
-          this.value === null
-            ? []
-            : [{ key: Buffer.from(key), value: Buffer.from(this.value), mod_revision: String(this.revision) }];
-        return Promise.resolve({ header: header(this.revision), kvs });
-      },
-    };
-  }
+  readonly kv = {
+    range: ({ key }: { key: Buffer }) => {
+      if (this.silent) return new Promise(() => {});
+      const kvs =
+        this.value === null
+          ? []
+          : [{ key, value: Buffer.from(this.value), mod_revision: String(this.revision), lease: "0" }];
+      return Promise.resolve({ header: header(this.revision), kvs });
+    },
+  };
 
   watch() {
     let start = 0;
@@ -64,8 +62,6 @@ class FakeEtcd {
     };
     return builder;
   }
-
-  close() {}
 }
 
 function startSource(timings: Partial<EtcdSourceTimings>) {
