@@ -50,12 +50,12 @@ function newInstanceId(): string {
 /** The maintenance backend `config` names: etcd, or an in-process key. */
 function createBackend(config: Config, logger: Logger): MaintenanceBackend {
   const { key, globalKey } = config.maintenance;
-  if (config.maintenanceSource === "memory") {
+  if (config.maintenanceSource.kind === "memory") {
     // One process, no fleet: the in-process key stands alone.
     const memory = new MemorySource();
     return { keys: [{ key, source: memory }], writer: memory, etcd: null };
   }
-  const client = createEtcdClient(config.etcd);
+  const client = createEtcdClient(config.maintenanceSource);
   const keys = [key, ...(globalKey === null ? [] : [globalKey])].map((k) => ({
     key: k,
     source: new EtcdSource(client, k, logger),
@@ -108,7 +108,7 @@ function acknowledge(
 export function startService(config: ServerConfig, logger: Logger): Service {
   const stopping = new AbortController();
   const instanceId = newInstanceId();
-  const db = new DbHolder(config.database, {
+  const db = new DbHolder(config.database.target, {
     max: config.db.poolMax,
     connectTimeoutMs: config.db.connectTimeoutMs,
     idleTimeoutSeconds: config.db.idleTimeoutSeconds,
