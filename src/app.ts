@@ -1,6 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { ADMIN_SECURITY_SCHEME, adminRoutes } from "./admin/admin.routes.ts";
-import { bearerAuth } from "./admin/bearer-auth.ts";
+import { adminAuth } from "./admin/admin-auth.ts";
 import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
 import type { AppEnv } from "./http/context.ts";
@@ -75,7 +75,7 @@ export function createApp(deps: AppDeps) {
       scheme: "bearer",
       description: "The service's ADMIN_TOKEN.",
     });
-    app.use("/admin/*", bearerAuth(token), readBody());
+    app.use("/admin/*", adminAuth(token), readBody());
     app.route("/", adminRoutes(key, writer, manager));
   }
   app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema, deps.gate)));

@@ -33,15 +33,10 @@ const nonEmpty = () => v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empt
 const text = (fallback: string) => v.optional(nonEmpty(), fallback);
 const optionalText = () => v.optional(nonEmpty());
 
-/** A token without spaces, at least `min` characters. */
-const token = (min: number) =>
+/** A token of at least `min` characters, each as `pattern` allows. */
+const token = (min: number, pattern: RegExp, message: string) =>
   v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.minLength(min, `must be at least ${min} characters`),
-      v.regex(/^\S+$/, "must not contain spaces"),
-    ),
+    v.pipe(v.string(), v.trim(), v.minLength(min, `must be at least ${min} characters`), v.regex(pattern, message)),
   );
 
 /** `embedded` / `embedded://<dir>`, or a server's URL or keyword/value string. */
@@ -104,8 +99,9 @@ const EnvironmentSchema = v.object({
   ETCD_KEY_FILE: optionalText(),
   MAINTENANCE_KEY: text("/maintenance/database-service"),
   MAINTENANCE_GLOBAL_KEY: v.optional(v.pipe(v.string(), v.trim()), "/maintenance/global"),
-  MAINTENANCE_BYPASS_TOKEN: token(16),
-  ADMIN_TOKEN: token(8),
+  MAINTENANCE_BYPASS_TOKEN: token(16, /^\S+$/, "must not contain spaces"),
+  // What RFC 6750 allows after "Bearer " (a b64token), and so all hono/bearer-auth lets through.
+  ADMIN_TOKEN: token(8, /^[A-Za-z0-9._~+/-]+=*$/, "must be letters, digits and - . _ ~ + / (then = padding)"),
   MAINTENANCE_START_POLICY: v.optional(v.picklist(["open", "closed"], "must be open or closed"), "open"),
   DRAIN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   RETRY_AFTER_SECONDS: integer(60, 0, 86_400),

@@ -49,6 +49,24 @@ describe("admin API with the in-process key (ETCD_ENDPOINTS=memory)", () => {
     expect(await response.json()).toMatchObject({ status: 401, detail: "Send Authorization: Bearer <ADMIN_TOKEN>." });
   });
 
+  test("a header that is not a bearer credential answers the same 401 as none", async () => {
+    for (const authorization of ["Basic Zm9vOmJhcg==", "Bearer", `Bearer ${TOKEN} extra`, "Bearer t%ken"]) {
+      const response = await put(service, "true", { authorization });
+      expect(response.status).toBe(401);
+      expect(response.headers.get("www-authenticate")).toBe('Bearer realm="admin"');
+      expect(response.headers.get("content-type")).toBe("application/problem+json");
+      expect(await response.json()).toEqual({
+        type: "urn:problem:database-service:unauthorized",
+        title: "Unauthorized",
+        status: 401,
+        detail: "Send Authorization: Bearer <ADMIN_TOKEN>.",
+        instance: "/admin/maintenance",
+        request_id: response.headers.get("x-request-id"),
+      });
+    }
+    expect((await service.app.request("/users")).status).toBe(200);
+  });
+
   test("with a wrong token it answers 401 invalid_token and changes nothing", async () => {
     for (const token of ["wrong", `${TOKEN}x`, TOKEN.slice(0, -1), ""]) {
       const response = await put(service, "true", { authorization: `Bearer ${token}` });
@@ -56,6 +74,14 @@ describe("admin API with the in-process key (ETCD_ENDPOINTS=memory)", () => {
     }
     const wrong = await put(service, "true", { authorization: "Bearer wrong" });
     expect(wrong.headers.get("www-authenticate")).toBe('Bearer realm="admin", error="invalid_token"');
+    expect(await wrong.json()).toEqual({
+      type: "urn:problem:database-service:unauthorized",
+      title: "Unauthorized",
+      status: 401,
+      detail: "The bearer token is not valid.",
+      instance: "/admin/maintenance",
+      request_id: wrong.headers.get("x-request-id"),
+    });
     expect((await service.app.request("/users")).status).toBe(200);
   });
 

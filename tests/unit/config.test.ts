@@ -263,6 +263,16 @@ describe("loadConfig rejects bad values, naming each variable", () => {
     ]);
   });
 
+  test("ADMIN_TOKEN must be a bearer token (RFC 6750 b64token) of at least 8 characters", () => {
+    expect(loadConfig({ ADMIN_TOKEN: "aZ09-._~+/==" }).adminToken).toBe("aZ09-._~+/==");
+    expect(problemsOf({ ADMIN_TOKEN: "short" })).toEqual(["ADMIN_TOKEN: must be at least 8 characters"]);
+    for (const token of ["has space", "pa$$word!", "token=with=inner"]) {
+      expect(problemsOf({ ADMIN_TOKEN: token })).toEqual([
+        "ADMIN_TOKEN: must be letters, digits and - . _ ~ + / (then = padding)",
+      ]);
+    }
+  });
+
   test("the ConfigError message lists every problem", () => {
     let thrown: unknown;
     try {
