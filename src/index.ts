@@ -53,7 +53,7 @@ function listen(config: Config, fetch: (request: Request) => Response | Promise<
 }
 
 /** What {@link main} started, for the development entry's banner. */
-export interface Started {
+interface Started {
   config: Config;
   url: string;
   logger: Logger;
