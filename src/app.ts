@@ -1,6 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { ADMIN_SECURITY_SCHEME, adminRoutes } from "./admin/admin.routes.ts";
-import { bearerAuth } from "./admin/bearer-auth.ts";
+import { adminAuth } from "./admin/admin-auth.ts";
 import { docsRoutes } from "./docs/swagger-ui.ts";
 import { type HealthDeps, healthRoutes } from "./health/health.routes.ts";
 import type { AppEnv } from "./http/context.ts";
@@ -16,6 +16,7 @@ import type { MaintenanceWriter } from "./maintenance/writer.ts";
 import { type Metrics, metricsRoutes } from "./metrics/metrics.ts";
 import { usersRoutes } from "./users/users.handlers.ts";
 import { UsersRepository } from "./users/users.repository.ts";
+import { VERSION } from "./version.ts";
 
 /** What the admin API needs; it is mounted only when a token is configured. */
 export interface AdminDeps {
@@ -37,7 +38,7 @@ export const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
     title: "database-service",
-    version: "1.0.0",
+    version: VERSION,
     description:
       "Users API with maintenance mode driven by an etcd key. In maintenance every /users operation answers 503 " +
       "with Retry-After, while /health, /health/live, /stats, /metrics, /openapi.json and /docs stay served.",
@@ -54,8 +55,8 @@ export const OPENAPI_INFO = {
 };
 
 /**
- * Builds the HTTP app. Pure: no I/O, no timers; the caller owns every
- * resource in `deps`.
+ * Builds the HTTP app. Building starts nothing (requests do: a body read arms
+ * its deadline); the caller owns and closes every resource in `deps`.
  */
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook, getPath: requestPath });
@@ -75,7 +76,7 @@ export function createApp(deps: AppDeps) {
       scheme: "bearer",
       description: "The service's ADMIN_TOKEN.",
     });
-    app.use("/admin/*", bearerAuth(token), readBody());
+    app.use("/admin/*", adminAuth(token), readBody());
     app.route("/", adminRoutes(key, writer, manager));
   }
   app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema, deps.gate)));
@@ -88,6 +89,3 @@ export function createApp(deps: AppDeps) {
   app.notFound(methodNotAllowed(app.routes, notFound));
   return app;
 }
-
-/** The app's type, for typed clients. */
-export type App = ReturnType<typeof createApp>;

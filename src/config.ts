@@ -10,6 +10,12 @@ export const DEFAULT_DATABASE_URL =
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** A PostgreSQL server to connect to. */
+export interface ServerDatabase {
+  kind: "server";
+  target: ConnectionTarget;
+}
+
 const integer = (fallback: number, min: number, max: number) =>
   v.optional(
     v.pipe(
@@ -23,16 +29,24 @@ const integer = (fallback: number, min: number, max: number) =>
     String(fallback),
   );
 
-const text = (fallback: string) => v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty")), fallback);
-const optionalText = () => v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty")));
+const nonEmpty = () => v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty"));
+const text = (fallback: string) => v.optional(nonEmpty(), fallback);
+const optionalText = () => v.optional(nonEmpty());
 
+/** A token of at least `min` characters, each as `pattern` allows. */
+const token = (min: number, pattern: RegExp, message: string) =>
+  v.optional(
+    v.pipe(v.string(), v.trim(), v.minLength(min, `must be at least ${min} characters`), v.regex(pattern, message)),
+  );
+
+/** `embedded` / `embedded://<dir>`, or a server's URL or keyword/value string. */
 const databaseUrl = v.pipe(
   v.optional(v.string(), DEFAULT_DATABASE_URL),
-  v.rawTransform(({ dataset, addIssue, NEVER }): ConnectionTarget | EmbeddedDatabase => {
+  v.rawTransform(({ dataset, addIssue, NEVER }): ServerDatabase | EmbeddedDatabase => {
     const embedded = parseEmbeddedUrl(dataset.value);
     if (embedded) return embedded;
     try {
-      return parseDatabaseUrl(dataset.value);
+      return { kind: "server", target: parseDatabaseUrl(dataset.value) };
     } catch (error) {
       if (!(error instanceof InvalidDatabaseUrlError)) throw error;
       addIssue({ message: error.message });
@@ -55,6 +69,7 @@ const listenHost = v.pipe(
   ),
 );
 
+/** Comma-separated etcd endpoints, or `memory`: an in-process key, for development. */
 const endpoints = v.pipe(
   v.optional(v.string(), "localhost:2379"),
   v.transform((value) =>
@@ -66,6 +81,7 @@ const endpoints = v.pipe(
   v.minLength(1, "must name at least one endpoint"),
 );
 
+/** Each variable the service reads, by its name: how it is parsed and what it defaults to. */
 const EnvironmentSchema = v.object({
   PORT: integer(8080, 0, 65535),
   HOST: listenHost,
@@ -83,22 +99,9 @@ const EnvironmentSchema = v.object({
   ETCD_KEY_FILE: optionalText(),
   MAINTENANCE_KEY: text("/maintenance/database-service"),
   MAINTENANCE_GLOBAL_KEY: v.optional(v.pipe(v.string(), v.trim()), "/maintenance/global"),
-  MAINTENANCE_BYPASS_TOKEN: v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.minLength(16, "must be at least 16 characters"),
-      v.regex(/^\S+$/, "must not contain spaces"),
-    ),
-  ),
-  ADMIN_TOKEN: v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.minLength(8, "must be at least 8 characters"),
-      v.regex(/^\S+$/, "must not contain spaces"),
-    ),
-  ),
+  MAINTENANCE_BYPASS_TOKEN: token(16, /^\S+$/, "must not contain spaces"),
+  // What RFC 6750 allows after "Bearer " (a b64token), and so all hono/bearer-auth lets through.
+  ADMIN_TOKEN: token(8, /^[A-Za-z0-9._~+/-]+=*$/, "must be letters, digits and - . _ ~ + / (then = padding)"),
   MAINTENANCE_START_POLICY: v.optional(v.picklist(["open", "closed"], "must be open or closed"), "open"),
   DRAIN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   RETRY_AFTER_SECONDS: integer(60, 0, 86_400),
@@ -110,54 +113,118 @@ const EnvironmentSchema = v.object({
   ),
 });
 
-/** Everything the service reads from its environment, parsed and typed. */
-export interface Config {
-  port: number;
-  host: string;
-  /** The PostgreSQL server to use, or an embedded one to start (`DATABASE_URL=embedded`). */
-  database: ConnectionTarget | EmbeddedDatabase;
-  db: {
-    poolMax: number;
-    maintenancePoolMax: number;
-    connectTimeoutMs: number;
-    idleTimeoutSeconds: number;
-    /** Longest a query may run; PostgreSQL's statement_timeout too. */
-    queryTimeoutMs: number;
-  };
-  /** `memory` (ETCD_ENDPOINTS=memory): an in-process key, for development; else etcd. */
-  maintenanceSource: "etcd" | "memory";
-  /** Bearer token of the admin API; the API is absent when unset. */
-  adminToken: string | null;
-  etcd: {
-    endpoints: string[];
-    username?: string;
-    password?: string;
-    caFile?: string;
-    certFile?: string;
-    keyFile?: string;
-  };
-  maintenance: {
-    key: string;
-    /** The fleet-wide key, watched beside `key`; null when MAINTENANCE_GLOBAL_KEY is empty. */
-    globalKey: string | null;
-    /** Lets an operator through a closed gate with `X-Maintenance-Bypass`; null when unset. */
-    bypassToken: string | null;
-    startPolicy: "open" | "closed";
-    drainTimeoutMs: number;
-    retryAfterSeconds: number;
-  };
-  shutdownTimeoutMs: number;
-  /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */
-  idleTimeoutSeconds: number;
-  logLevel: LogLevel;
+type Environment = v.InferOutput<typeof EnvironmentSchema>;
+
+/**
+ * A rule across variables, reported as `<label>: <message>`. It is checked
+ * only when each of `names` is valid on its own, so it adds to their own
+ * problems and never repeats them.
+ */
+function across(
+  label: string,
+  names: (keyof Environment)[],
+  requirement: (env: Environment) => boolean,
+  message: string,
+) {
+  return v.rawCheck<Environment>(({ dataset, addIssue }) => {
+    const failed = new Set(dataset.issues?.map((issue) => issue.path?.[0]?.key));
+    if (names.some((name) => failed.has(name))) return;
+    const env = dataset.value as Environment;
+    if (requirement(env)) return;
+    // valibot's forward() names an entry of the input; this names a rule over several.
+    addIssue({ message, path: [{ type: "unknown", origin: "value", input: env, key: label, value: undefined }] });
+  });
 }
 
+const setTogether = (a: keyof Environment, b: keyof Environment) =>
+  across(`${a}/${b}`, [a, b], (env) => (env[a] === undefined) === (env[b] === undefined), "set both or neither");
+
+/**
+ * The environment, parsed in one pass: every variable on its own, then the
+ * rules across variables (each problem is reported, not only the first),
+ * then grouped into the shape the service uses.
+ */
+const ConfigSchema = v.pipe(
+  EnvironmentSchema,
+  setTogether("ETCD_USERNAME", "ETCD_PASSWORD"),
+  setTogether("ETCD_CERT_FILE", "ETCD_KEY_FILE"),
+  across(
+    "MAINTENANCE_GLOBAL_KEY",
+    ["MAINTENANCE_GLOBAL_KEY", "MAINTENANCE_KEY"],
+    (env) => env.MAINTENANCE_GLOBAL_KEY !== env.MAINTENANCE_KEY,
+    "must differ from MAINTENANCE_KEY",
+  ),
+  across(
+    "DB_MAINTENANCE_POOL_MAX",
+    ["DB_MAINTENANCE_POOL_MAX", "DB_POOL_MAX"],
+    (env) => env.DB_MAINTENANCE_POOL_MAX <= env.DB_POOL_MAX,
+    "must not exceed DB_POOL_MAX",
+  ),
+  v.transform((env) => ({
+    port: env.PORT,
+    host: env.HOST,
+    /** The PostgreSQL server to use, or an embedded one to start (`DATABASE_URL=embedded`). */
+    database: env.DATABASE_URL,
+    db: {
+      poolMax: env.DB_POOL_MAX,
+      maintenancePoolMax: env.DB_MAINTENANCE_POOL_MAX,
+      // libpq's connect_timeout in DATABASE_URL wins over DB_CONNECT_TIMEOUT_MS.
+      connectTimeoutMs:
+        env.DATABASE_URL.kind === "server" && env.DATABASE_URL.target.connectTimeoutSeconds
+          ? env.DATABASE_URL.target.connectTimeoutSeconds * 1000
+          : env.DB_CONNECT_TIMEOUT_MS,
+      idleTimeoutSeconds: env.DB_IDLE_TIMEOUT_S,
+      /** Longest a query may run; PostgreSQL's statement_timeout too. */
+      queryTimeoutMs: env.DB_QUERY_TIMEOUT_MS,
+    },
+    /** Where the maintenance key lives: etcd, or (`ETCD_ENDPOINTS=memory`) an in-process key, for development. */
+    maintenanceSource: maintenanceSource(env),
+    /** Bearer token of the admin API; the API is absent when null. */
+    adminToken: env.ADMIN_TOKEN ?? null,
+    maintenance: {
+      key: env.MAINTENANCE_KEY,
+      /** The fleet-wide key, watched beside `key`; null when MAINTENANCE_GLOBAL_KEY is empty. */
+      globalKey: env.MAINTENANCE_GLOBAL_KEY === "" ? null : env.MAINTENANCE_GLOBAL_KEY,
+      /** Lets an operator through a closed gate with `X-Maintenance-Bypass`; null when unset. */
+      bypassToken: env.MAINTENANCE_BYPASS_TOKEN ?? null,
+      startPolicy: env.MAINTENANCE_START_POLICY,
+      drainTimeoutMs: env.DRAIN_TIMEOUT_MS,
+      retryAfterSeconds: env.RETRY_AFTER_SECONDS,
+    },
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */
+    idleTimeoutSeconds: env.IDLE_TIMEOUT_S,
+    logLevel: env.LOG_LEVEL,
+  })),
+);
+
+/** The in-process key when ETCD_ENDPOINTS is `memory`, else etcd with its endpoints, credentials and TLS files. */
+function maintenanceSource(env: Environment) {
+  const endpoints = env.ETCD_ENDPOINTS;
+  if (endpoints.length === 1 && endpoints[0] === "memory") return { kind: "memory" as const };
+  return {
+    kind: "etcd" as const,
+    endpoints,
+    ...(env.ETCD_USERNAME !== undefined && { username: env.ETCD_USERNAME }),
+    ...(env.ETCD_PASSWORD !== undefined && { password: env.ETCD_PASSWORD }),
+    ...(env.ETCD_CA_FILE !== undefined && { caFile: env.ETCD_CA_FILE }),
+    ...(env.ETCD_CERT_FILE !== undefined && { certFile: env.ETCD_CERT_FILE }),
+    ...(env.ETCD_KEY_FILE !== undefined && { keyFile: env.ETCD_KEY_FILE }),
+  };
+}
+
+/** Everything the service reads from its environment, parsed and typed. */
+export type Config = v.InferOutput<typeof ConfigSchema>;
+
+/** How to reach etcd, when the maintenance key lives there. */
+export type EtcdConfig = Omit<Extract<Config["maintenanceSource"], { kind: "etcd" }>, "kind">;
+
 /** A configuration whose database is a server to connect to (an embedded one already started). */
-export type ServerConfig = Config & { database: ConnectionTarget };
+export type ServerConfig = Config & { database: ServerDatabase };
 
 /** `config` with its database resolved to a server (e.g. an embedded one, once started). */
-export function withDatabase(config: Config, database: ConnectionTarget): ServerConfig {
-  return { ...config, database };
+export function withDatabase(config: Config, target: ConnectionTarget): ServerConfig {
+  return { ...config, database: { kind: "server", target } };
 }
 
 /** Thrown by {@link loadConfig}; `problems` names each bad variable. */
@@ -168,66 +235,16 @@ export class ConfigError extends Error {
 }
 
 /**
- * Parses the environment once. Unset variables take their defaults; a bad value
- * throws a {@link ConfigError} naming every offending variable.
+ * Parses the environment once. Unset variables take their defaults; bad
+ * values throw one {@link ConfigError} naming every offending variable.
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const known = Object.fromEntries(
     Object.keys(EnvironmentSchema.entries).flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])),
   );
-  const result = v.safeParse(EnvironmentSchema, known);
+  const result = v.safeParse(ConfigSchema, known);
   if (!result.success) {
     throw new ConfigError(result.issues.map((issue) => `${v.getDotPath(issue) ?? "environment"}: ${issue.message}`));
   }
-  const e = result.output;
-  const problems: string[] = [];
-  if ((e.ETCD_USERNAME === undefined) !== (e.ETCD_PASSWORD === undefined)) {
-    problems.push("ETCD_USERNAME/ETCD_PASSWORD: set both or neither");
-  }
-  if ((e.ETCD_CERT_FILE === undefined) !== (e.ETCD_KEY_FILE === undefined)) {
-    problems.push("ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither");
-  }
-  if (e.MAINTENANCE_GLOBAL_KEY === e.MAINTENANCE_KEY) {
-    problems.push("MAINTENANCE_GLOBAL_KEY: must differ from MAINTENANCE_KEY");
-  }
-  if (e.DB_MAINTENANCE_POOL_MAX > e.DB_POOL_MAX) {
-    problems.push("DB_MAINTENANCE_POOL_MAX: must not exceed DB_POOL_MAX");
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
-    port: e.PORT,
-    host: e.HOST,
-    database: e.DATABASE_URL,
-    db: {
-      poolMax: e.DB_POOL_MAX,
-      maintenancePoolMax: e.DB_MAINTENANCE_POOL_MAX,
-      connectTimeoutMs:
-        "connectTimeoutSeconds" in e.DATABASE_URL && e.DATABASE_URL.connectTimeoutSeconds
-          ? e.DATABASE_URL.connectTimeoutSeconds * 1000
-          : e.DB_CONNECT_TIMEOUT_MS,
-      idleTimeoutSeconds: e.DB_IDLE_TIMEOUT_S,
-      queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS,
-    },
-    maintenanceSource: e.ETCD_ENDPOINTS.length === 1 && e.ETCD_ENDPOINTS[0] === "memory" ? "memory" : "etcd",
-    adminToken: e.ADMIN_TOKEN ?? null,
-    etcd: {
-      endpoints: e.ETCD_ENDPOINTS,
-      ...(e.ETCD_USERNAME !== undefined && { username: e.ETCD_USERNAME }),
-      ...(e.ETCD_PASSWORD !== undefined && { password: e.ETCD_PASSWORD }),
-      ...(e.ETCD_CA_FILE !== undefined && { caFile: e.ETCD_CA_FILE }),
-      ...(e.ETCD_CERT_FILE !== undefined && { certFile: e.ETCD_CERT_FILE }),
-      ...(e.ETCD_KEY_FILE !== undefined && { keyFile: e.ETCD_KEY_FILE }),
-    },
-    maintenance: {
-      key: e.MAINTENANCE_KEY,
-      globalKey: e.MAINTENANCE_GLOBAL_KEY === "" ? null : e.MAINTENANCE_GLOBAL_KEY,
-      bypassToken: e.MAINTENANCE_BYPASS_TOKEN ?? null,
-      startPolicy: e.MAINTENANCE_START_POLICY,
-      drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
-      retryAfterSeconds: e.RETRY_AFTER_SECONDS,
-    },
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    idleTimeoutSeconds: e.IDLE_TIMEOUT_S,
-    logLevel: e.LOG_LEVEL,
-  };
+  return result.output;
 }

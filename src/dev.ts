@@ -22,9 +22,13 @@ const { url, config } = await main(env);
 const admin = `${url}/admin/maintenance`;
 const auth = `-H "Authorization: Bearer ${env.ADMIN_TOKEN}"`;
 const database =
-  "kind" in config.database ? `embedded PostgreSQL, data in ${config.database.dir}` : "PostgreSQL from DATABASE_URL";
+  config.database.kind === "embedded"
+    ? `embedded PostgreSQL, data in ${config.database.dir}`
+    : "PostgreSQL from DATABASE_URL";
 const source =
-  config.maintenanceSource === "memory" ? "in-process key (ETCD_ENDPOINTS=memory)" : `etcd ${config.etcd.endpoints}`;
+  config.maintenanceSource.kind === "memory"
+    ? "in-process key (ETCD_ENDPOINTS=memory)"
+    : `etcd ${config.maintenanceSource.endpoints}`;
 console.log(`
 database-service is running (development)
   API          ${url}/users

@@ -53,7 +53,7 @@ function listen(config: Config, fetch: (request: Request) => Response | Promise<
 }
 
 /** What {@link main} started, for the development entry's banner. */
-export interface Started {
+interface Started {
   config: Config;
   url: string;
   logger: Logger;
@@ -90,7 +90,7 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
 
   let embedded: RunningEmbeddedDatabase | undefined;
   let database: ConnectionTarget;
-  if ("kind" in config.database) {
+  if (config.database.kind === "embedded") {
     try {
       embedded = await startEmbeddedPostgres(config.database, logger);
     } catch (error) {
@@ -101,7 +101,7 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
     // Reported as used: as root it may have been relocated (see db/embedded-location.ts).
     config = { ...config, database: { kind: "embedded", dir: embedded.dir } };
   } else {
-    database = config.database;
+    database = config.database.target;
   }
   let server: Listener;
   try {
@@ -115,7 +115,7 @@ export async function main(env: Record<string, string | undefined>): Promise<Sta
   }
   const service: Service = startService(withDatabase(config, database), logger);
   const url = serviceUrl(config.host, server.port);
-  logger.info("service.listening", { url, docs: `${url}/docs`, maintenance_source: config.maintenanceSource });
+  logger.info("service.listening", { url, docs: `${url}/docs`, maintenance_source: config.maintenanceSource.kind });
 
   /**
    * Every stage of the shutdown: requests may finish on their own until `cut`,

@@ -39,7 +39,7 @@ function newInstanceId(): string {
 export function startService(config: ServerConfig, logger: Logger): Service {
   const stopping = new AbortController();
   const instanceId = newInstanceId();
-  const db = new DbHolder(config.database, {
+  const db = new DbHolder(config.database.target, {
     max: config.db.poolMax,
     connectTimeoutMs: config.db.connectTimeoutMs,
     idleTimeoutSeconds: config.db.idleTimeoutSeconds,

@@ -1,7 +1,6 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { MaintenanceStatusSchema } from "../health/health.schemas.ts";
-import type { AppEnv } from "../http/context.ts";
-import { problem, validationHook } from "../http/openapi.ts";
+import { createRouter, jsonContent, problem } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { MaintenanceObserver } from "../maintenance/manager.ts";
 import { parseMaintenanceValue } from "../maintenance/value.ts";
@@ -25,10 +24,7 @@ const MaintenanceKeySchema = z
 
 const security = [{ [ADMIN_SECURITY_SCHEME]: [] }];
 const tags = ["admin"];
-const ok = (description: string) => ({
-  description,
-  content: { "application/json": { schema: MaintenanceKeySchema } },
-});
+const ok = (description: string) => jsonContent(MaintenanceKeySchema, description);
 const unauthorized = problem("Missing or wrong bearer token.");
 /** Seconds a client is asked to wait when etcd does not answer. */
 const STORE_RETRY_AFTER_SECONDS = 5;
@@ -112,17 +108,24 @@ async function fromStore<T>(call: () => Promise<T>, writes: boolean): Promise<T>
     const headers = { "Retry-After": String(STORE_RETRY_AFTER_SECONDS) };
     const unreachable = "etcd, which holds the maintenance key, is not reachable right now";
     if (error.outcome === "unknown") {
-      throw new HttpProblem(
-        503,
-        "maintenance-write-outcome-unknown",
-        "Service Unavailable",
-        "etcd, which holds the maintenance key, did not confirm the write: it may or may not have been applied. " +
+      throw new HttpProblem({
+        status: 503,
+        slug: "maintenance-write-outcome-unknown",
+        title: "Service Unavailable",
+        detail:
+          "etcd, which holds the maintenance key, did not confirm the write: it may or may not have been applied. " +
           "Read the key before writing again.",
-        { headers },
-      );
+        headers,
+      });
     }
     const detail = writes ? `${unreachable}: nothing was written.` : `${unreachable}.`;
-    throw new HttpProblem(503, "maintenance-store-unavailable", "Service Unavailable", detail, { headers });
+    throw new HttpProblem({
+      status: 503,
+      slug: "maintenance-store-unavailable",
+      title: "Service Unavailable",
+      detail,
+      headers,
+    });
   }
 }
 
@@ -139,21 +142,19 @@ export function adminRoutes(key: string, writer: MaintenanceWriter, manager: Mai
     return describe();
   };
 
-  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+  return createRouter()
     .openapi(getMaintenance, async (c) => c.json(await describe(), 200))
     .openapi(putMaintenance, async (c) => {
       const value = await c.req.text();
       const parsed = parseMaintenanceValue(value);
       if (!parsed.ok) {
-        throw new HttpProblem(
-          400,
-          "invalid-maintenance-value",
-          "Bad Request",
-          `Not a maintenance value: ${parsed.problem}.`,
-          {
-            errors: [{ field: "body", message: parsed.problem }],
-          },
-        );
+        throw new HttpProblem({
+          status: 400,
+          slug: "invalid-maintenance-value",
+          title: "Bad Request",
+          detail: `Not a maintenance value: ${parsed.problem}.`,
+          errors: [{ field: "body", message: parsed.problem }],
+        });
       }
       return c.json(await afterWrite(await fromStore(() => writer.write(value), true)), 200);
     })

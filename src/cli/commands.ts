@@ -59,7 +59,8 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
     out.err(`maint: ${error.message}`);
     return 2;
   }
-  if (config.maintenanceSource === "memory") {
+  const etcd = config.maintenanceSource;
+  if (etcd.kind === "memory") {
     out.err("maint: ETCD_ENDPOINTS=memory is one process's in-process key: use that instance's admin API instead");
     return 2;
   }
@@ -69,8 +70,8 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
     return 2;
   }
 
-  const endpoints = config.etcd.endpoints.join(",");
-  const client = createEtcdClient(config.etcd);
+  const endpoints = etcd.endpoints.join(",");
+  const client = createEtcdClient(etcd);
   const store = new MaintenanceStore(client);
   try {
     switch (invocation.command) {

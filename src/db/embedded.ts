@@ -63,6 +63,7 @@ function run(command: string[], user: { uid: number; gid: number } | undefined):
 }
 
 /** Server messages in English: readiness is recognised by one of them. */
+// biome-ignore lint/style/noProcessEnv: passed whole to the server's processes, not read as configuration.
 const MESSAGES_ENV = { ...process.env, LC_MESSAGES: "C" };
 const READY = "database system is ready to accept connections";
 

@@ -1,8 +1,7 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { DbHolder } from "../db/db-holder.ts";
 import type { SchemaStatus } from "../db/migrate.ts";
-import type { AppEnv } from "../http/context.ts";
-import { validationHook } from "../http/openapi.ts";
+import { createRouter, jsonContent } from "../http/openapi.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceStatusProvider } from "../maintenance/status.ts";
 import { HealthSchema, StatsSchema } from "./health.schemas.ts";
@@ -19,11 +18,6 @@ export interface HealthDeps {
   startedAt: Date;
 }
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-
 const health = createRoute({
   method: "get",
   path: "/health",
@@ -34,8 +28,8 @@ const health = createRoute({
     "200 when the service can serve users, and also in maintenance (status `maintenance`), whatever the database " +
     "does then: maintenance is often on because the database is down. 503 when the database is unreachable outside maintenance.",
   responses: {
-    200: json(HealthSchema, "Healthy, or in maintenance."),
-    503: json(HealthSchema, "Unhealthy: the database does not answer."),
+    200: jsonContent(HealthSchema, "Healthy, or in maintenance."),
+    503: jsonContent(HealthSchema, "Unhealthy: the database does not answer."),
   },
 });
 
@@ -46,7 +40,7 @@ const live = createRoute({
   tags: ["health"],
   summary: "Liveness: the process serves",
   description: "Always 200 while the process can answer; never depends on the database or maintenance.",
-  responses: { 200: json(z.object({ status: z.literal("alive") }), "The process is serving.") },
+  responses: { 200: jsonContent(z.object({ status: z.literal("alive") }), "The process is serving.") },
 });
 
 const stats = createRoute({
@@ -55,7 +49,7 @@ const stats = createRoute({
   operationId: "getStats",
   tags: ["health"],
   summary: "Service and connection pool statistics",
-  responses: { 200: json(StatsSchema, "Current statistics.") },
+  responses: { 200: jsonContent(StatsSchema, "Current statistics.") },
 });
 
 /** `/health`, `/health/live` and `/stats`: always served, also in maintenance. */
@@ -72,7 +66,7 @@ export function healthRoutes(deps: HealthDeps) {
     }
   };
 
-  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+  return createRouter()
     .openapi(health, async (c) => {
       const m = maintenance.status();
       const database = await checkDatabase();

@@ -50,15 +50,15 @@ export function methodNotAllowed(
     // A route that serves this method and found nothing (an unknown asset) is a 404 too.
     if (methods.size === 0 || methods.has(c.req.method)) return notFound(c);
     const allow = [...methods].sort().join(", ");
-    const problem = new HttpProblem(
-      405,
-      "method-not-allowed",
-      "Method Not Allowed",
-      `${c.req.method} is not served on ${path}; allowed: ${allow}.`,
-      { headers: { Allow: allow } },
-    );
+    const problem = new HttpProblem({
+      status: 405,
+      slug: "method-not-allowed",
+      title: "Method Not Allowed",
+      detail: `${c.req.method} is not served on ${path}; allowed: ${allow}.`,
+      headers: { Allow: allow },
+    });
     // Returned, not thrown: when no middleware but the observer matched, Hono's onError would answer
     // outside it (no request id, no metrics).
-    return problemResponse(problem, { instance: path, requestId: c.get("requestId") });
+    return problemResponse(c, problem);
   };
 }

@@ -1,5 +1,4 @@
-import type { Hook, OpenAPIHono } from "@hono/zod-openapi";
-import { z } from "@hono/zod-openapi";
+import { type Hook, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./context.ts";
 import { type FieldError, HttpProblem, PROBLEM_CONTENT_TYPE } from "./problem.ts";
 
@@ -84,6 +83,12 @@ export function registerSharedResponses(registry: OpenAPIHono<AppEnv>["openAPIRe
   registry.registerComponent("responses", OUTCOME_UNKNOWN, outcomeUnknownComponent);
 }
 
+/** A JSON response of `schema`, for a route's `responses`. */
+export const jsonContent = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
 /** A problem+json response of `description`, for a route's `responses`. */
 export const problem = (description: string) => ({
   description,
@@ -104,5 +109,14 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result) =
     message: issue.message,
   }));
   const count = errors.length === 1 ? "1 invalid field" : `${errors.length} invalid fields`;
-  throw new HttpProblem(400, "validation-error", "Bad Request", `The request has ${count}.`, { errors });
+  throw new HttpProblem({
+    status: 400,
+    slug: "validation-error",
+    title: "Bad Request",
+    detail: `The request has ${count}.`,
+    errors,
+  });
 };
+
+/** A router for one route module, answering failed validations with {@link validationHook}. */
+export const createRouter = () => new OpenAPIHono<AppEnv>({ defaultHook: validationHook });

@@ -21,24 +21,29 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 const charsetParameter = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
 
 const tooLarge = () =>
-  new HttpProblem(413, "payload-too-large", "Payload Too Large", `Request body exceeds ${MAX_BODY_BYTES} bytes.`);
+  new HttpProblem({
+    status: 413,
+    slug: "payload-too-large",
+    title: "Payload Too Large",
+    detail: `Request body exceeds ${MAX_BODY_BYTES} bytes.`,
+  });
 
 const timedOut = () =>
-  new HttpProblem(
-    408,
-    "request-timeout",
-    "Request Timeout",
-    `The request body did not arrive within ${BODY_READ_TIMEOUT_MS / 1000} s.`,
-    { headers: { Connection: "close" } },
-  );
+  new HttpProblem({
+    status: 408,
+    slug: "request-timeout",
+    title: "Request Timeout",
+    detail: `The request body did not arrive within ${BODY_READ_TIMEOUT_MS / 1000} s.`,
+    headers: { Connection: "close" },
+  });
 
 const clientClosed = () =>
-  new HttpProblem(
-    CLIENT_CLOSED_REQUEST,
-    "client-closed-request",
-    "Client Closed Request",
-    "The client closed the connection before sending the whole body.",
-  );
+  new HttpProblem({
+    status: CLIENT_CLOSED_REQUEST,
+    slug: "client-closed-request",
+    title: "Client Closed Request",
+    detail: "The client closed the connection before sending the whole body.",
+  });
 
 /**
  * Reads the whole request body before the request goes further: at most
@@ -74,12 +79,12 @@ function requireUtf8(contentType: string): void {
   if (match === null) return;
   const charset = match[1] ?? match[2] ?? "";
   if (charset.toLowerCase() !== "utf-8") {
-    throw new HttpProblem(
-      415,
-      "unsupported-media-type",
-      "Unsupported Media Type",
-      `Send the body in UTF-8 (charset=utf-8 or no charset), not charset=${charset}.`,
-    );
+    throw new HttpProblem({
+      status: 415,
+      slug: "unsupported-media-type",
+      title: "Unsupported Media Type",
+      detail: `Send the body in UTF-8 (charset=utf-8 or no charset), not charset=${charset}.`,
+    });
   }
 }
 
@@ -87,7 +92,11 @@ function decode(bytes: Uint8Array): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    throw new HttpProblem(400, "malformed-request", "Bad Request", "The request body is not valid UTF-8.", {
+    throw new HttpProblem({
+      status: 400,
+      slug: "malformed-request",
+      title: "Bad Request",
+      detail: "The request body is not valid UTF-8.",
       errors: [{ field: "body", message: "body is not valid UTF-8" }],
     });
   }

@@ -34,12 +34,12 @@ export interface MaintenanceBackend {
 /** The maintenance backend `config` names: etcd, or an in-process key. */
 export function createMaintenanceBackend(config: Config, logger: Logger): MaintenanceBackend {
   const { key, globalKey } = config.maintenance;
-  if (config.maintenanceSource === "memory") {
+  if (config.maintenanceSource.kind === "memory") {
     // One process, no fleet: the in-process key stands alone.
     const memory = new MemorySource();
     return { keys: [{ key, source: memory }], writer: memory, acknowledge: () => null, close: () => {} };
   }
-  const client = createEtcdClient(config.etcd);
+  const client = createEtcdClient(config.maintenanceSource);
   const keys = [key, ...(globalKey === null ? [] : [globalKey])].map((k) => ({
     key: k,
     source: new EtcdSource(client, k, logger),

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import type { IBackoff } from "cockatiel";
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError } from "cockatiel";
 import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions, isRecoverableError } from "etcd3";
-import type { Config } from "../config.ts";
+import type { EtcdConfig } from "../config.ts";
 
 /** Deadline of every unary etcd call; etcd3 sets none by default. */
 export const ETCD_CALL_TIMEOUT_MS = 5000;
@@ -16,7 +16,7 @@ export const ETCD_CALL_TIMEOUT_MS = 5000;
  *   at 2 s, instead of 5 s and 30 s, so a returning etcd is used within seconds;
  * - TLS with the configured CA, and user/password auth, when set.
  */
-export function createEtcdClient(etcd: Config["etcd"]): Etcd3 {
+export function createEtcdClient(etcd: EtcdConfig): Etcd3 {
   const options: IOptions = {
     hosts: etcd.endpoints,
     dialTimeout: ETCD_CALL_TIMEOUT_MS,

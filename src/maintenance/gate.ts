@@ -140,7 +140,11 @@ export class Gate implements WriteAdmission {
   /** The maintenance 503, counted as refused. */
   private refusal(setting: GateSetting): HttpProblem {
     this.refused++;
-    return new HttpProblem(503, "maintenance", "Service Unavailable", setting.detail, {
+    return new HttpProblem({
+      status: 503,
+      slug: "maintenance",
+      title: "Service Unavailable",
+      detail: setting.detail,
       headers: {
         "Retry-After": String(retryAfter(setting)),
         ...(this.window && { [WINDOW_HEADER]: this.window }),

@@ -1,9 +1,9 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { matchedRoutes } from "hono/route";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { DbHolder } from "../db/db-holder.ts";
-import type { AppEnv } from "../http/context.ts";
+import { createRouter } from "../http/openapi.ts";
 import type { FleetRegistration } from "../maintenance/fleet.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceManager } from "../maintenance/manager.ts";
@@ -193,7 +193,7 @@ const metricsRoute = createRoute({
 
 /** `GET /metrics`. */
 export function metricsRoutes(metrics: Metrics) {
-  return new OpenAPIHono<AppEnv>().openapi(metricsRoute, async (c) =>
+  return createRouter().openapi(metricsRoute, async (c) =>
     c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
   );
 }

@@ -1,8 +1,6 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
-import type { AppEnv } from "../http/context.ts";
-import { validationHook } from "../http/openapi.ts";
+import { createRouter } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
-import { EmailTakenError, type UsersRepository } from "./users.repository.ts";
+import type { UsersRepository } from "./users.repository.ts";
 import { createUser, deleteUser, getUser, listUsers, updateUser } from "./users.routes.ts";
 import { PAGE, type User } from "./users.schemas.ts";
 
@@ -14,20 +12,8 @@ const toJson = (user: User) => ({
   updated_at: user.updated_at.toISOString(),
 });
 
-const userNotFound = (id: number) => new HttpProblem(404, "not-found", "Not Found", `No user with id ${id}.`);
-
-const emailTaken = (error: EmailTakenError) =>
-  new HttpProblem(409, "email-taken", "Conflict", `A user with email ${error.email} already exists.`, {
-    errors: [{ field: "body.email", message: "email is already taken" }],
-  });
-
-async function mapConflict<T>(write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    throw error instanceof EmailTakenError ? emailTaken(error) : error;
-  }
-}
+const userNotFound = (id: number) =>
+  new HttpProblem({ status: 404, slug: "not-found", title: "Not Found", detail: `No user with id ${id}.` });
 
 /**
  * The `/users` routes, backed by `users`. A write passes the request's own
@@ -35,7 +21,7 @@ async function mapConflict<T>(write: () => Promise<T>): Promise<T> {
  * the right one when the write starts.
  */
 export function usersRoutes(users: UsersRepository) {
-  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+  return createRouter()
     .openapi(listUsers, async (c) => {
       const { limit = PAGE.default, after } = c.req.valid("query");
       const page = await users.list(limit, after);
@@ -44,7 +30,7 @@ export function usersRoutes(users: UsersRepository) {
       return c.json(page.users.map(toJson), 200);
     })
     .openapi(createUser, async (c) => {
-      const user = await mapConflict(() => users.create(c.req.valid("json"), c.get("writeAdmission")));
+      const user = await users.create(c.req.valid("json"), c.get("writeAdmission"));
       c.header("Location", `/users/${user.id}`);
       return c.json(toJson(user), 201);
     })
@@ -56,7 +42,7 @@ export function usersRoutes(users: UsersRepository) {
     })
     .openapi(updateUser, async (c) => {
       const { id } = c.req.valid("param");
-      const user = await mapConflict(() => users.update(id, c.req.valid("json"), c.get("writeAdmission")));
+      const user = await users.update(id, c.req.valid("json"), c.get("writeAdmission"));
       if (!user) throw userNotFound(id);
       return c.json(toJson(user), 200);
     })

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { outcomeUnknownRef, problem, serviceUnavailableRef } from "../http/openapi.ts";
+import { jsonContent, outcomeUnknownRef, problem, serviceUnavailableRef } from "../http/openapi.ts";
 import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
 
 const tags = ["users"];
@@ -9,10 +9,7 @@ const userBody = {
   content: { "application/json": { schema: UserInputSchema } },
 } as const;
 
-const userResponse = (description: string) => ({
-  description,
-  content: { "application/json": { schema: UserSchema } },
-});
+const userResponse = (description: string) => jsonContent(UserSchema, description);
 
 const badRequest = problem("Invalid id, query, or body; `errors` names each bad field.");
 const notFound = problem("No user with this id.");
@@ -32,14 +29,13 @@ export const listUsers = createRoute({
   request: { query: ListUsersQuerySchema },
   responses: {
     200: {
-      description: "A page of users.",
+      ...jsonContent(z.array(UserSchema), "A page of users."),
       headers: z.object({
         link: z
           .string()
           .optional()
           .openapi({ description: 'The next page, as `<url>; rel="next"`, when more users exist.' }),
       }),
-      content: { "application/json": { schema: z.array(UserSchema) } },
     },
     400: badRequest,
     503: serviceUnavailableRef,

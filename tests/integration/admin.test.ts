@@ -27,6 +27,16 @@ const put = (service: Service, body: string, headers: Record<string, string> = {
     body,
   });
 
+/** The 401 problem body with `detail`, carrying the request id `response` was answered under. */
+const unauthorized = (response: Response, detail: string) => ({
+  type: "urn:problem:database-service:unauthorized",
+  title: "Unauthorized",
+  status: 401,
+  detail,
+  instance: "/admin/maintenance",
+  request_id: response.headers.get("x-request-id"),
+});
+
 beforeAll(async () => {
   [database, etcd] = await Promise.all([createTestDatabase(), TestEtcd.start()]);
 });
@@ -46,7 +56,18 @@ describe("admin API with the in-process key (ETCD_ENDPOINTS=memory)", () => {
     expect(response.status).toBe(401);
     expect(response.headers.get("www-authenticate")).toBe('Bearer realm="admin"');
     expect(response.headers.get("content-type")).toBe("application/problem+json");
-    expect(await response.json()).toMatchObject({ status: 401, detail: "Send Authorization: Bearer <ADMIN_TOKEN>." });
+    expect(await response.json()).toEqual(unauthorized(response, "Send Authorization: Bearer <ADMIN_TOKEN>."));
+  });
+
+  test("a header that is not a bearer credential answers the same 401 as none", async () => {
+    for (const authorization of ["Basic Zm9vOmJhcg==", "Bearer", `Bearer ${TOKEN} extra`, "Bearer t%ken"]) {
+      const response = await put(service, "true", { authorization });
+      expect(response.status).toBe(401);
+      expect(response.headers.get("www-authenticate")).toBe('Bearer realm="admin"');
+      expect(response.headers.get("content-type")).toBe("application/problem+json");
+      expect(await response.json()).toEqual(unauthorized(response, "Send Authorization: Bearer <ADMIN_TOKEN>."));
+    }
+    expect((await service.app.request("/users")).status).toBe(200);
   });
 
   test("with a wrong token it answers 401 invalid_token and changes nothing", async () => {
@@ -56,6 +77,7 @@ describe("admin API with the in-process key (ETCD_ENDPOINTS=memory)", () => {
     }
     const wrong = await put(service, "true", { authorization: "Bearer wrong" });
     expect(wrong.headers.get("www-authenticate")).toBe('Bearer realm="admin", error="invalid_token"');
+    expect(await wrong.json()).toEqual(unauthorized(wrong, "The bearer token is not valid."));
     expect((await service.app.request("/users")).status).toBe(200);
   });
 

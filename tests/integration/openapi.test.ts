@@ -90,6 +90,19 @@ describe("/docs", () => {
     expect(html).not.toMatch(/<(script|link)\b[^>]*https?:\/\//i);
   });
 
+  test("/docs pages and assets carry the protective headers, but no HSTS (the TLS terminator's to set)", async () => {
+    for (const path of ["/docs", "/docs/assets/swagger-ui.css"]) {
+      const response = await app.request(path);
+      expect(response.headers.get("content-security-policy")).toBe(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+          "connect-src 'self'; frame-ancestors 'none'",
+      );
+      expect(response.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(response.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(response.headers.get("strict-transport-security")).toBeNull();
+    }
+  });
+
   test("GET /docs/assets/swagger-ui-bundle.js serves the bundle as JavaScript", async () => {
     const response = await app.request("/docs/assets/swagger-ui-bundle.js");
     expect(response.status).toBe(200);

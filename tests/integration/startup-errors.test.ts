@@ -27,11 +27,11 @@ async function exitCode(service: ServiceProcess): Promise<number> {
   return code;
 }
 
-/** Runs the entry with `env` and asserts it exits 2 printing exactly `line`, before listening. */
-async function expectExit2(env: Record<string, string>, line: string, command?: string[]): Promise<void> {
+/** Runs the entry with `env` and asserts it exits 2 printing exactly `lines`, before listening. */
+async function expectExit2(env: Record<string, string>, lines: string | string[], command?: string[]): Promise<void> {
   const service = await spawnService({ DATABASE_URL: database.url, ETCD_ENDPOINTS: "memory", ...env }, command);
   expect(await exitCode(service)).toBe(2);
-  expect(service.stderr()).toBe(`${line}\n`);
+  expect(service.stderr()).toBe(`${[lines].flat().join("\n")}\n`);
   expect(service.logLines().map((l) => l.event)).not.toContain("service.listening");
 }
 
@@ -64,6 +64,16 @@ describe("HOST that is not an address or a name", () => {
       { HOST: "bad_host!" },
       "invalid configuration: HOST: must be an IP address (IPv6 without brackets, e.g. ::1) or a host name",
     );
+  });
+});
+
+describe("several bad variables", () => {
+  test("every problem is printed at once, a line each, rules across variables included", async () => {
+    await expectExit2({ PORT: "x", DB_POOL_MAX: "2", DB_MAINTENANCE_POOL_MAX: "3", ETCD_USERNAME: "svc" }, [
+      "invalid configuration: PORT: must be a whole number",
+      "invalid configuration: ETCD_USERNAME/ETCD_PASSWORD: set both or neither",
+      "invalid configuration: DB_MAINTENANCE_POOL_MAX: must not exceed DB_POOL_MAX",
+    ]);
   });
 });
 

@@ -26,7 +26,7 @@ describe("loadConfig defaults", () => {
       "host=localhost user=postgres password=postgres dbname=testdb port=5432 sslmode=disable",
     );
     // The fields themselves are dsn.test.ts's business.
-    expect(config.database).toEqual(parseDatabaseUrl(DEFAULT_DATABASE_URL));
+    expect(config.database).toEqual({ kind: "server", target: parseDatabaseUrl(DEFAULT_DATABASE_URL) });
   });
 
   test("the pool defaults to 10 connections, 1 in maintenance, 5 s connect, 30 s idle and 15 s query timeouts", () => {
@@ -40,7 +40,7 @@ describe("loadConfig defaults", () => {
   });
 
   test("etcd defaults to one endpoint, localhost:2379, without credentials", () => {
-    expect(config.etcd).toEqual({ endpoints: ["localhost:2379"] });
+    expect(config.maintenanceSource).toEqual({ kind: "etcd", endpoints: ["localhost:2379"] });
   });
 
   test("maintenance, shutdown, idle timeout and log level take their documented defaults", () => {
@@ -75,11 +75,19 @@ describe("loadConfig values", () => {
   });
 
   test("comma-separated ETCD_ENDPOINTS are split and trimmed, empty entries dropped", () => {
-    expect(loadConfig({ ETCD_ENDPOINTS: " etcd-1:2379 , etcd-2:2379,,etcd-3:2379 " }).etcd.endpoints).toEqual([
-      "etcd-1:2379",
-      "etcd-2:2379",
-      "etcd-3:2379",
-    ]);
+    expect(loadConfig({ ETCD_ENDPOINTS: " etcd-1:2379 , etcd-2:2379,,etcd-3:2379 " }).maintenanceSource).toEqual({
+      kind: "etcd",
+      endpoints: ["etcd-1:2379", "etcd-2:2379", "etcd-3:2379"],
+    });
+  });
+
+  test("ETCD_ENDPOINTS=memory is the in-process key, with no etcd settings", () => {
+    expect(loadConfig({ ETCD_ENDPOINTS: " memory " }).maintenanceSource).toEqual({ kind: "memory" });
+  });
+
+  test("DATABASE_URL=embedded and embedded://<dir> are an embedded PostgreSQL", () => {
+    expect(loadConfig({ DATABASE_URL: "embedded" }).database).toEqual({ kind: "embedded", dir: ".data/postgres" });
+    expect(loadConfig({ DATABASE_URL: "embedded:///tmp/pg" }).database).toEqual({ kind: "embedded", dir: "/tmp/pg" });
   });
 
   test("LOG_LEVEL is case-insensitive", () => {
@@ -89,12 +97,15 @@ describe("loadConfig values", () => {
 
   test("a URL DATABASE_URL is parsed", () => {
     expect(loadConfig({ DATABASE_URL: "postgres://app:secret@db:6543/orders?sslmode=require" }).database).toEqual({
-      host: ["db"],
-      port: [6543],
-      database: "orders",
-      username: "app",
-      password: "secret",
-      ssl: "require",
+      kind: "server",
+      target: {
+        host: ["db"],
+        port: [6543],
+        database: "orders",
+        username: "app",
+        password: "secret",
+        ssl: "require",
+      },
     });
   });
 
@@ -115,7 +126,8 @@ describe("loadConfig values", () => {
       ETCD_CERT_FILE: "/cert.pem",
       ETCD_KEY_FILE: "/key.pem",
     });
-    expect(config.etcd).toEqual({
+    expect(config.maintenanceSource).toEqual({
+      kind: "etcd",
       endpoints: ["localhost:2379"],
       username: "svc",
       password: "pw",
@@ -214,6 +226,51 @@ describe("loadConfig rejects bad values, naming each variable", () => {
 
   test("ETCD_CERT_FILE without ETCD_KEY_FILE is rejected", () => {
     expect(problemsOf({ ETCD_CERT_FILE: "/cert.pem" })).toEqual(["ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither"]);
+  });
+
+  test("MAINTENANCE_GLOBAL_KEY equal to MAINTENANCE_KEY is rejected", () => {
+    expect(problemsOf({ MAINTENANCE_KEY: "/m", MAINTENANCE_GLOBAL_KEY: " /m " })).toEqual([
+      "MAINTENANCE_GLOBAL_KEY: must differ from MAINTENANCE_KEY",
+    ]);
+  });
+
+  test("bad values and broken rules across variables are all listed at once", () => {
+    const problems = problemsOf({
+      PORT: "x",
+      DB_POOL_MAX: "4",
+      DB_MAINTENANCE_POOL_MAX: "5",
+      ETCD_USERNAME: "svc",
+      ETCD_KEY_FILE: "/key.pem",
+      MAINTENANCE_KEY: "/m",
+      MAINTENANCE_GLOBAL_KEY: "/m",
+      LOG_LEVEL: "loud",
+    });
+    expect(problems).toEqual([
+      "PORT: must be a whole number",
+      "LOG_LEVEL: must be one of debug, info, warn, error",
+      "ETCD_USERNAME/ETCD_PASSWORD: set both or neither",
+      "ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither",
+      "MAINTENANCE_GLOBAL_KEY: must differ from MAINTENANCE_KEY",
+      "DB_MAINTENANCE_POOL_MAX: must not exceed DB_POOL_MAX",
+    ]);
+  });
+
+  test("a rule across variables is not checked when one of them is bad on its own", () => {
+    expect(problemsOf({ DB_POOL_MAX: "0", DB_MAINTENANCE_POOL_MAX: "5" })).toEqual(["DB_POOL_MAX: must be at least 1"]);
+    expect(problemsOf({ ETCD_USERNAME: "  ", MAINTENANCE_KEY: "" })).toEqual([
+      "ETCD_USERNAME: must not be empty",
+      "MAINTENANCE_KEY: must not be empty",
+    ]);
+  });
+
+  test("ADMIN_TOKEN must be a bearer token (RFC 6750 b64token) of at least 8 characters", () => {
+    expect(loadConfig({ ADMIN_TOKEN: "aZ09-._~+/==" }).adminToken).toBe("aZ09-._~+/==");
+    expect(problemsOf({ ADMIN_TOKEN: "short" })).toEqual(["ADMIN_TOKEN: must be at least 8 characters"]);
+    for (const token of ["has space", "pa$$word!", "token=with=inner"]) {
+      expect(problemsOf({ ADMIN_TOKEN: token })).toEqual([
+        "ADMIN_TOKEN: must be letters, digits and - . _ ~ + / (then = padding)",
+      ]);
+    }
   });
 
   test("the ConfigError message lists every problem", () => {
