@@ -85,7 +85,7 @@ function acknowledge(
       phase: status.phase,
       revision: maintenance.observedThrough(key),
       global_revision: globalKey === null ? null : maintenance.observedThrough(globalKey),
-      since: status.since,
+      since: status.since?.toISOString() ?? null,
       drained: maintenance.stableAndDrained,
       in_flight: gate.inFlight,
       pool_max: db.shape.max,
