@@ -1,13 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { Hono } from "hono";
 import type { PoolShape } from "../../src/db/db-holder.ts";
-import { HttpProblem, problemResponse } from "../../src/http/problem.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { Gate, WINDOW_HEADER } from "../../src/maintenance/gate.ts";
 import { MaintenanceManager, type ManagerSettings, type PoolResizer } from "../../src/maintenance/manager.ts";
 import type { MaintenanceSource, Observation } from "../../src/maintenance/source.ts";
 import type { SourceStatus } from "../../src/maintenance/status.ts";
 import { FakeClock } from "../helpers/fake-clock.ts";
+import { gatedApp } from "../helpers/gated-app.ts";
 
 /** A source whose readings the test writes. */
 class FakeSource implements MaintenanceSource {
@@ -80,28 +79,8 @@ function setup(options: { settings?: Partial<ManagerSettings>; holdRetirement?: 
     clock,
   );
   manager.start();
-  // An app whose one route runs until the test releases it.
-  const releases: (() => void)[] = [];
-  let entered: () => void = () => {};
-  const app = new Hono()
-    .use(gate.middleware())
-    .get("/slow", async (c) => {
-      const released = new Promise<void>((resolve) => releases.push(resolve));
-      entered();
-      await released;
-      return c.text("done");
-    })
-    .onError((error) => (error instanceof HttpProblem ? problemResponse(error) : new Response(null, { status: 500 })));
-  /** Sends a request that the gate admits; resolves once its handler runs, with its response to come. */
-  const admit = async () => {
-    const inHandler = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    const response = Promise.resolve(app.request("/slow"));
-    await inHandler;
-    return { response };
-  };
-  return { clock, gate, pool, source, fleet, manager, app, admit, releases };
+  const { app, admit } = gatedApp(gate);
+  return { clock, gate, pool, source, fleet, manager, app, admit };
 }
 
 describe("MaintenanceManager", () => {
@@ -115,7 +94,7 @@ describe("MaintenanceManager", () => {
   });
 
   test("the pool shrinks only after admitted requests finish", async () => {
-    const { gate, pool, source, manager, app, admit, releases } = setup();
+    const { gate, pool, source, manager, app, admit } = setup();
     const request = await admit();
     expect(gate.inFlight).toBe(1);
     source.write("on");
@@ -123,7 +102,7 @@ describe("MaintenanceManager", () => {
     expect(manager.stableAndDrained).toBe(false);
     expect((await app.request("/slow")).status).toBe(503);
     expect(pool.calls).toEqual([]);
-    releases[0]?.();
+    request.release();
     expect((await request.response).status).toBe(200);
     await manager.settled();
     expect(pool.calls).toEqual([{ ...SHRUNK, gate: "full", inFlight: 0 }]);
@@ -131,7 +110,7 @@ describe("MaintenanceManager", () => {
   });
 
   test("a request that outlives the drain timeout holds the pool for exactly the timeout", async () => {
-    const { clock, pool, source, manager, admit, releases } = setup({ settings: { drainTimeoutMs: 100 } });
+    const { clock, pool, source, manager, admit } = setup({ settings: { drainTimeoutMs: 100 } });
     const request = await admit();
     source.write("true");
     await clock.advance(99);
@@ -141,7 +120,7 @@ describe("MaintenanceManager", () => {
     expect(pool.calls).toEqual([{ ...SHRUNK, gate: "full", inFlight: 1 }]);
     expect(manager.status().transitions[0]).toMatchObject({ kind: "enter", drained: false, drainMs: 100, ms: 100 });
     expect(manager.stableAndDrained).toBe(false);
-    releases[0]?.();
+    request.release();
     await request.response;
   });
 
@@ -214,7 +193,7 @@ describe("MaintenanceManager", () => {
   });
 
   test("false arriving while draining into read-only reopens the gate without touching the pool", async () => {
-    const { gate, pool, source, manager, admit, releases } = setup();
+    const { gate, pool, source, manager, admit } = setup();
     const request = await admit();
     source.write('{"mode":"read-only"}');
     expect(gate.mode).toBe("read-only");
@@ -224,12 +203,12 @@ describe("MaintenanceManager", () => {
     expect(gate.closed).toBe(false);
     expect(manager.status()).toMatchObject({ phase: "serving", since: null });
     expect(manager.status().transitions).toMatchObject([{ kind: "abandon", fromMode: "off", mode: "off" }]);
-    releases[0]?.();
+    request.release();
     await request.response;
   });
 
   test("a drain cut short by a new reason goes on with the time left of the same timeout", async () => {
-    const { clock, pool, source, manager, admit, releases } = setup({ settings: { drainTimeoutMs: 1000 } });
+    const { clock, pool, source, manager, admit } = setup({ settings: { drainTimeoutMs: 1000 } });
     const request = await admit();
     source.write("true");
     await clock.advance(400);
@@ -240,7 +219,7 @@ describe("MaintenanceManager", () => {
     await manager.settled();
     expect(pool.calls).toEqual([{ ...SHRUNK, gate: "full", inFlight: 1 }]);
     expect(manager.status().transitions[0]).toMatchObject({ kind: "enter", drainMs: 1000, drained: false });
-    releases[0]?.();
+    request.release();
     await request.response;
   });
 
@@ -288,13 +267,13 @@ describe("MaintenanceManager", () => {
   });
 
   test("close() cuts a drain short and closes the source", async () => {
-    const { source, manager, admit, releases } = setup({ settings: { drainTimeoutMs: 60_000 } });
+    const { source, manager, admit } = setup({ settings: { drainTimeoutMs: 60_000 } });
     const request = await admit();
     source.write("true");
     // The clock never moves: only the cut can end the drain.
     await manager.close();
     expect(source.closed).toBe(true);
-    releases[0]?.();
+    request.release();
     await request.response;
   });
 });
@@ -390,7 +369,7 @@ describe("MaintenanceManager waiting for a revision", () => {
   });
 
   test("applied() waits for the transition the revision started", async () => {
-    const { clock, manager, source, admit, releases } = setup();
+    const { clock, manager, source, admit } = setup();
     const request = await admit();
     const revision = source.write("true");
     let done = false;
@@ -400,20 +379,20 @@ describe("MaintenanceManager waiting for a revision", () => {
     });
     await clock.advance(1000);
     expect(done).toBe(false);
-    releases[0]?.();
+    request.release();
     await request.response;
     expect(await applied).toBe(true);
     expect(manager.status().phase).toBe("maintenance");
   });
 
   test("applied() answers false at its timeout while the drain goes on", async () => {
-    const { clock, manager, source, admit, releases } = setup({ settings: { drainTimeoutMs: 10_000 } });
+    const { clock, manager, source, admit } = setup({ settings: { drainTimeoutMs: 10_000 } });
     const request = await admit();
     const applied = manager.applied(KEY, source.write("true"), 5000);
     await clock.advance(5000);
     expect(await applied).toBe(false);
     expect(manager.status().phase).toBe("entering");
-    releases[0]?.();
+    request.release();
     await request.response;
     await manager.settled();
   });
