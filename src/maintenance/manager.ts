@@ -154,6 +154,7 @@ export class MaintenanceManager implements MaintenanceObserver {
     return this.until(() => state.observedThrough >= revision, timeoutMs);
   }
 
+  /** Waits (up to `timeoutMs`) until `key` was read at or after `revision` and no transition runs; true if so. */
   applied(key: string, revision: number, timeoutMs: number): Promise<boolean> {
     const state = this.keys.find((k) => k.key === key);
     if (!state) return Promise.resolve(false);
