@@ -1,11 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { MaintenanceStatusSchema } from "../health/health.schemas.ts";
+import { MaintenanceStatusSchema, maintenanceStatusJson } from "../health/health.schemas.ts";
 import { createRouter, jsonContent, problem } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { MaintenanceObserver } from "../maintenance/manager.ts";
 import { parseMaintenanceValue } from "../maintenance/value.ts";
 import { type MaintenanceWriter, StoreUnavailableError } from "../maintenance/writer.ts";
-import { sleep } from "../util/sleep.ts";
 
 /** Name of the bearer security scheme in the OpenAPI document. */
 export const ADMIN_SECURITY_SCHEME = "adminToken";
@@ -133,12 +132,11 @@ async function fromStore<T>(call: () => Promise<T>, writes: boolean): Promise<T>
 export function adminRoutes(key: string, writer: MaintenanceWriter, manager: MaintenanceObserver) {
   const describe = async () => {
     const stored = await fromStore(() => writer.read(), false);
-    return { key, value: stored.value, revision: String(stored.revision), maintenance: manager.status() };
+    const maintenance = maintenanceStatusJson(manager.status());
+    return { key, value: stored.value, revision: String(stored.revision), maintenance };
   };
   const afterWrite = async (revision: number) => {
-    const deadline = Date.now() + OBSERVE_TIMEOUT_MS;
-    await manager.observed(key, revision, OBSERVE_TIMEOUT_MS);
-    await Promise.race([manager.settled(), sleep(Math.max(0, deadline - Date.now()))]);
+    await manager.applied(key, revision, OBSERVE_TIMEOUT_MS);
     return describe();
   };
 

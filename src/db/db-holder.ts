@@ -111,11 +111,11 @@ const SWEEP_INTERVAL_MS = 250;
 export interface PoolStats {
   generation: number;
   max: number;
-  read_only: boolean;
-  application_name: string;
-  in_flight: number;
-  queries_total: number;
-  query_errors_total: number;
+  readOnly: boolean;
+  applicationName: string;
+  inFlight: number;
+  queriesTotal: number;
+  queryErrorsTotal: number;
 }
 
 /** Options of {@link DbHolder.run}. */
@@ -278,11 +278,11 @@ export class DbHolder {
     return {
       generation: this.current.id,
       max: this.current.max,
-      read_only: this.current.readOnly,
-      application_name: this.current.applicationName,
-      in_flight: this.inFlight,
-      queries_total: this.queriesTotal,
-      query_errors_total: this.queryErrorsTotal,
+      readOnly: this.current.readOnly,
+      applicationName: this.current.applicationName,
+      inFlight: this.inFlight,
+      queriesTotal: this.queriesTotal,
+      queryErrorsTotal: this.queryErrorsTotal,
     };
   }
 

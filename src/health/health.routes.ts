@@ -4,7 +4,7 @@ import type { SchemaStatus } from "../db/migrate.ts";
 import { createRouter, jsonContent } from "../http/openapi.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceStatusProvider } from "../maintenance/status.ts";
-import { HealthSchema, StatsSchema } from "./health.schemas.ts";
+import { databaseStatsJson, HealthSchema, maintenanceStatusJson, StatsSchema } from "./health.schemas.ts";
 
 /** Longest `/health` waits for PostgreSQL before calling it down. */
 const DATABASE_CHECK_TIMEOUT_MS = 2000;
@@ -68,7 +68,7 @@ export function healthRoutes(deps: HealthDeps) {
 
   return createRouter()
     .openapi(health, async (c) => {
-      const m = maintenance.status();
+      const m = maintenanceStatusJson(maintenance.status());
       const database = await checkDatabase();
       const status: "healthy" | "unhealthy" | "maintenance" = m.enabled
         ? "maintenance"
@@ -97,14 +97,14 @@ export function healthRoutes(deps: HealthDeps) {
     })
     .openapi(live, (c) => c.json({ status: "alive" as const }, 200))
     .openapi(stats, async (c) => {
-      const m = maintenance.status();
+      const m = maintenanceStatusJson(maintenance.status());
       const openConnections = await db.openConnections().catch(() => null);
       c.header("Cache-Control", "no-store");
       return c.json(
         {
           maintenance: m.enabled,
           maintenance_status: m,
-          database: { ...db.stats(), open_connections: openConnections },
+          database: databaseStatsJson(db.stats(), openConnections),
           http: { in_flight: gate.inFlight },
           uptime_seconds: Math.round((Date.now() - startedAt.getTime()) / 100) / 10,
           started_at: startedAt.toISOString(),

@@ -1,4 +1,22 @@
 import { z } from "@hono/zod-openapi";
+import type { PoolStats } from "../db/db-holder.ts";
+import type {
+  KeyStatus,
+  MaintenanceStatus,
+  RejectedValue,
+  SourceStatus,
+  TransitionRecord,
+  Window,
+} from "../maintenance/status.ts";
+
+/*
+ * Each JSON shape is declared once, as a zod schema; its type is inferred, and
+ * a mapper beside it builds it from the domain snapshot (camelCase, Dates,
+ * numeric revisions). etcd revisions go out as strings: they are 64-bit.
+ */
+
+const iso = (date: Date | null) => (date === null ? null : date.toISOString());
+const revisionString = (revision: number | null) => (revision === null ? null : String(revision));
 
 const SourceStatusSchema = z
   .object({
@@ -14,6 +32,17 @@ const SourceStatusSchema = z
   })
   .openapi("MaintenanceSource");
 
+/** A maintenance source's status as JSON. */
+export type SourceStatusJson = z.infer<typeof SourceStatusSchema>;
+
+const sourceStatusJson = (source: SourceStatus): SourceStatusJson => ({
+  kind: source.kind,
+  status: source.status,
+  last_confirmed_at: iso(source.lastConfirmedAt),
+  stale_seconds: source.staleSeconds,
+  last_error: source.lastError,
+});
+
 const ModeSchema = z.enum(["off", "read-only", "full"]).openapi("MaintenanceMode", {
   description: "`read-only`: reads served, writes 503; `full`: every /users operation 503.",
 });
@@ -23,6 +52,17 @@ const RejectedSchema = z
   .nullable()
   .openapi({ description: "The last value of a key that was not understood and so changed nothing." });
 
+/** A rejected value as JSON. */
+export type RejectedValueJson = z.infer<typeof RejectedSchema>;
+
+const rejectedJson = (rejected: RejectedValue | null): RejectedValueJson =>
+  rejected && {
+    key: rejected.key,
+    value: rejected.value,
+    revision: String(rejected.revision),
+    at: rejected.at.toISOString(),
+  };
+
 const WindowSchema = z
   .object({
     start: z.string().nullable().openapi({ format: "date-time" }),
@@ -30,6 +70,9 @@ const WindowSchema = z
   })
   .nullable()
   .openapi({ description: "The nearest maintenance window written but not yet begun." });
+
+const windowJson = (window: Window | null): z.infer<typeof WindowSchema> =>
+  window && { start: iso(window.start), end: iso(window.end) };
 
 const KeyStatusSchema = z
   .object({
@@ -39,6 +82,13 @@ const KeyStatusSchema = z
     source: SourceStatusSchema,
   })
   .openapi("MaintenanceKeyStatus");
+
+const keyStatusJson = (key: KeyStatus): z.infer<typeof KeyStatusSchema> => ({
+  key: key.key,
+  mode: key.mode,
+  revision: revisionString(key.revision),
+  source: sourceStatusJson(key.source),
+});
 
 const TransitionSchema = z
   .object({
@@ -54,6 +104,19 @@ const TransitionSchema = z
     ms: z.number().int(),
   })
   .openapi("MaintenanceTransition");
+
+const transitionJson = (transition: TransitionRecord): z.infer<typeof TransitionSchema> => ({
+  kind: transition.kind,
+  at: transition.at.toISOString(),
+  key: transition.key,
+  revision: revisionString(transition.revision),
+  from_mode: transition.fromMode,
+  mode: transition.mode,
+  reason: transition.reason,
+  drained: transition.drained,
+  drain_ms: transition.drainMs,
+  ms: transition.ms,
+});
 
 /** Maintenance as `/health` and `/stats` describe it. */
 export const MaintenanceStatusSchema = z
@@ -76,8 +139,30 @@ export const MaintenanceStatusSchema = z
   })
   .openapi("MaintenanceStatus");
 
+/** Maintenance status as JSON. */
+export type MaintenanceStatusJson = z.infer<typeof MaintenanceStatusSchema>;
+
+/** The JSON of a maintenance status, as `/health`, `/stats` and the admin API show it. */
+export function maintenanceStatusJson(status: MaintenanceStatus): MaintenanceStatusJson {
+  return {
+    enabled: status.enabled,
+    mode: status.mode,
+    phase: status.phase,
+    reason: status.reason,
+    since: iso(status.since),
+    retry_after_seconds: status.retryAfterSeconds,
+    key: status.key,
+    revision: revisionString(status.revision),
+    upcoming_window: windowJson(status.upcomingWindow),
+    source: sourceStatusJson(status.source),
+    keys: status.keys.map(keyStatusJson),
+    rejected: rejectedJson(status.rejected),
+    transitions: status.transitions.map(transitionJson),
+  };
+}
+
 const CheckSchema = z.object({
-  status: z.enum(["up", "down", "skipped"]),
+  status: z.enum(["up", "down"]),
   latency_ms: z.number().optional(),
   detail: z.string().optional(),
 });
@@ -125,3 +210,20 @@ export const StatsSchema = z
     started_at: z.string().openapi({ format: "date-time" }),
   })
   .openapi("Stats");
+
+/** The pool part of `/stats`, from the pool's counters and the connections PostgreSQL sees. */
+export function databaseStatsJson(
+  stats: PoolStats,
+  openConnections: number | null,
+): z.infer<typeof StatsSchema>["database"] {
+  return {
+    generation: stats.generation,
+    max: stats.max,
+    read_only: stats.readOnly,
+    application_name: stats.applicationName,
+    in_flight: stats.inFlight,
+    queries_total: stats.queriesTotal,
+    query_errors_total: stats.queryErrorsTotal,
+    open_connections: openConnections,
+  };
+}

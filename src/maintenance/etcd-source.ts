@@ -90,9 +90,9 @@ export class EtcdSource implements MaintenanceSource {
     return {
       kind: "etcd",
       status,
-      last_confirmed_at: confirmed === null ? null : new Date(confirmed).toISOString(),
-      stale_seconds: status === "connected" || age === null ? null : Math.round(age / 100) / 10,
-      last_error: unconfirmed
+      lastConfirmedAt: confirmed === null ? null : new Date(confirmed),
+      staleSeconds: status === "connected" || age === null ? null : Math.round(age / 100) / 10,
+      lastError: unconfirmed
         ? `etcd has not confirmed the state for over ${this.timings.confirmedWithinMs / 1000} s`
         : this.lastError,
     };

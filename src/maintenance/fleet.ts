@@ -155,7 +155,7 @@ export function startAcknowledging(
       phase: status.phase,
       revision: maintenance.observedThrough(key),
       global_revision: globalKey === null ? null : maintenance.observedThrough(globalKey),
-      since: status.since,
+      since: status.since?.toISOString() ?? null,
       drained: maintenance.stableAndDrained,
       in_flight: gate.inFlight,
       pool_max: db.shape.max,

@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../http/context.ts";
 import { HttpProblem } from "../http/problem.ts";
 import { secretMatcher } from "../http/secret.ts";
-import { within } from "../util/sleep.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
 import type { Mode } from "./value.ts";
 
 /** What the gate lets through, and what it tells those it refuses. */
@@ -32,7 +32,8 @@ export interface WriteAdmission {
 /** The admission of a request an operator sent through the bypass: its writes start as it was let in. */
 export const BYPASSED_WRITES: WriteAdmission = { admitWrite() {} };
 
-const OPEN: GateSetting = { mode: "off", detail: "", retryAfterSeconds: 0, retryUntil: null };
+/** The setting of an open gate: everything passes. */
+export const OPEN_SETTING: GateSetting = { mode: "off", detail: "", retryAfterSeconds: 0, retryUntil: null };
 const READS = new Set(["GET", "HEAD"]);
 
 /**
@@ -45,7 +46,7 @@ const READS = new Set(["GET", "HEAD"]);
  * admitted before the gate closed starts no write after it closed.
  */
 export class Gate implements WriteAdmission {
-  private setting: GateSetting = OPEN;
+  private setting: GateSetting = OPEN_SETTING;
   private window: string | null = null;
   private running = 0;
   private refused = 0;
@@ -53,7 +54,10 @@ export class Gate implements WriteAdmission {
   private idleWaiters: (() => void)[] = [];
   private readonly bypass: ((given: string) => boolean) | null;
 
-  constructor(bypassToken: string | null = null) {
+  constructor(
+    bypassToken: string | null = null,
+    private readonly clock: Clock = systemClock,
+  ) {
     this.bypass = bypassToken === null ? null : secretMatcher(bypassToken);
   }
 
@@ -84,7 +88,7 @@ export class Gate implements WriteAdmission {
 
   /** Enforces `setting` from the next request on. */
   set(setting: GateSetting): void {
-    this.setting = setting.mode === "off" ? OPEN : setting;
+    this.setting = setting.mode === "off" ? OPEN_SETTING : setting;
   }
 
   /** Announces an upcoming window on every response (`<start>/<end>`, ISO 8601), or stops announcing. */
@@ -94,18 +98,22 @@ export class Gate implements WriteAdmission {
 
   /**
    * Waits until no admitted request is running, or `timeoutMs` passes, or
-   * `signal` aborts. Returns true when drained.
+   * `interrupt` aborts. Returns true when drained.
    */
-  async drain(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  async drain(timeoutMs: number, interrupt: AbortSignal): Promise<boolean> {
     if (this.running === 0) return true;
-    let wake: () => void = () => {};
-    const idle = new Promise<void>((resolve) => {
-      wake = resolve;
-      this.idleWaiters.push(resolve);
+    if (interrupt.aborted || timeoutMs <= 0) return false;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        cancelTimer();
+        interrupt.removeEventListener("abort", done);
+        this.idleWaiters = this.idleWaiters.filter((waiter) => waiter !== done);
+        resolve();
+      };
+      const cancelTimer = this.clock.after(timeoutMs, done);
+      interrupt.addEventListener("abort", done, { once: true });
+      this.idleWaiters.push(done);
     });
-    const aborted = new Promise<void>((resolve) => signal?.addEventListener("abort", () => resolve(), { once: true }));
-    await within(signal?.aborted ? Promise.resolve() : Promise.race([idle, aborted]), timeoutMs, undefined);
-    this.idleWaiters = this.idleWaiters.filter((waiter) => waiter !== wake);
     return this.running === 0;
   }
 
@@ -146,15 +154,18 @@ export class Gate implements WriteAdmission {
       title: "Service Unavailable",
       detail: setting.detail,
       headers: {
-        "Retry-After": String(retryAfter(setting)),
+        "Retry-After": String(retryAfter(setting, this.clock)),
         ...(this.window && { [WINDOW_HEADER]: this.window }),
       },
     });
   }
 }
 
-/** Seconds a refused client should wait: until the window's end when known, never negative. */
-export function retryAfter(setting: GateSetting): number {
+/**
+ * Seconds a refused client should wait: until the window's end when known, never negative. The clock is
+ * read only then, so a refusal with a fixed Retry-After costs no clock read.
+ */
+export function retryAfter(setting: GateSetting, clock: Pick<Clock, "now">): number {
   if (setting.retryUntil === null) return setting.retryAfterSeconds;
-  return Math.max(0, Math.ceil((setting.retryUntil - Date.now()) / 1000));
+  return Math.max(0, Math.ceil((setting.retryUntil - clock.now()) / 1000));
 }

@@ -10,7 +10,7 @@ import type { MaintenanceWriter, StoredValue } from "./writer.ts";
 export class MemorySource implements MaintenanceSource, MaintenanceWriter {
   private stored: StoredValue = { value: null, revision: 1 };
   private listener: ((observation: Observation) => void) | undefined;
-  private readonly startedAt = new Date().toISOString();
+  private readonly startedAt = new Date();
 
   start(listener: (observation: Observation) => void): void {
     this.listener = listener;
@@ -21,9 +21,9 @@ export class MemorySource implements MaintenanceSource, MaintenanceWriter {
     return {
       kind: "memory",
       status: "connected",
-      last_confirmed_at: this.startedAt,
-      stale_seconds: null,
-      last_error: null,
+      lastConfirmedAt: this.startedAt,
+      staleSeconds: null,
+      lastError: null,
     };
   }
 

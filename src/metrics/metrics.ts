@@ -64,7 +64,7 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
     registers,
     collect() {
       const { since } = maintenance.status();
-      this.set(since === null ? 0 : Date.parse(since) / 1000);
+      this.set(since === null ? 0 : since.getTime() / 1000);
     },
   });
   new Gauge({

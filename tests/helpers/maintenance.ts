@@ -1,8 +1,8 @@
 import { expect } from "bun:test";
 import postgres from "postgres";
+import type { MaintenanceStatusJson, RejectedValueJson, SourceStatusJson } from "../../src/health/health.schemas.ts";
 import { type Logger, silentLogger } from "../../src/logger.ts";
 import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
-import type { MaintenanceStatus, RejectedValue, SourceStatus } from "../../src/maintenance/status.ts";
 import { type Service, startService } from "../../src/service.ts";
 import type { TestEtcd } from "./etcd.ts";
 import { type ExpectedProblem, expectProblem, type Requester } from "./http.ts";
@@ -130,19 +130,14 @@ export interface Health {
   reason: string | null;
   since: string | null;
   retry_after_seconds: number | null;
-  rejected: RejectedJson | null;
+  rejected: RejectedValueJson | null;
   checks: {
     database: { status: "up" | "down"; latency_ms?: number; detail?: string };
     schema: { status: "ready" | "pending" };
-    maintenance_source: SourceJson;
+    maintenance_source: SourceStatusJson;
   };
   timestamp: string;
 }
-
-/** The service's own types describe its JSON. */
-export type SourceJson = SourceStatus;
-export type RejectedJson = RejectedValue;
-export type MaintenanceStatusJson = MaintenanceStatus;
 
 /** Connections whose application_name starts with `prefix`, by name, as pg_stat_activity lists them. */
 export async function connectionsOf(sql: postgres.Sql, prefix: string): Promise<string[]> {

@@ -165,9 +165,9 @@ describe("the series the alerts read, from the real service", () => {
     ).toBe(503);
     expect(await acknowledgement()).toMatchObject({ mode: "full", drained: true });
     metrics = await scrape();
-    const since = service.maintenance.status().since as string;
+    const since = service.maintenance.status().since as Date;
     expect(metrics.get("maintenance_enabled")).toBe(1);
-    expect(metrics.get("maintenance_since_timestamp_seconds")).toBe(Date.parse(since) / 1000);
+    expect(metrics.get("maintenance_since_timestamp_seconds")).toBe(since.getTime() / 1000);
     expect(metrics.get("maintenance_window_end_timestamp_seconds")).toBe(end.getTime() / 1000);
     expect(metrics.get("maintenance_drained")).toBe(1);
     expect(metrics.get("maintenance_rejected_requests_total")).toBe(2);

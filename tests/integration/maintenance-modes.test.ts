@@ -96,7 +96,7 @@ describe("each mode through the service key", () => {
       "disk swap",
     );
     expect(service.maintenance.status()).toMatchObject({ enabled: true, mode: "full", phase: "maintenance" });
-    expect(service.db.stats()).toMatchObject({ max: MAINTENANCE_POOL_MAX, read_only: false });
+    expect(service.db.stats()).toMatchObject({ max: MAINTENANCE_POOL_MAX, readOnly: false });
     expect(await sessionReadOnly()).toBe("off");
   });
 
@@ -113,7 +113,7 @@ describe("each mode through the service key", () => {
     await write(KEY, { mode: "read-only" });
     await write(KEY, { mode: "off" });
     expect(service.maintenance.status()).toMatchObject({ enabled: false, mode: "off", phase: "serving" });
-    expect(service.db.stats()).toMatchObject({ max: POOL_MAX, read_only: false });
+    expect(service.db.stats()).toMatchObject({ max: POOL_MAX, readOnly: false });
     expect(await expectJson<UserJson>(await request(`/users/${alice.id}`), 200)).toEqual(alice);
     const created = await createUser(service.app, "Off", "off@example.com");
     expect((await request(`/users/${created.id}`, { method: "DELETE" })).status).toBe(204);
@@ -143,7 +143,7 @@ describe('{"mode":"read-only"}', () => {
   test("PostgreSQL refuses writes too: the pool's sessions are read-only until maintenance ends", async () => {
     expect(await sessionReadOnly()).toBe("off");
     await write(KEY, { mode: "read-only" });
-    expect(service.db.stats()).toMatchObject({ max: MAINTENANCE_POOL_MAX, read_only: true });
+    expect(service.db.stats()).toMatchObject({ max: MAINTENANCE_POOL_MAX, readOnly: true });
     expect(await sessionReadOnly()).toBe("on");
 
     // Straight through the DbHolder, past the gate: PostgreSQL itself says no (SQLSTATE 25006).
@@ -170,7 +170,7 @@ describe('{"mode":"read-only"}', () => {
     expect(count?.n).toBe(0);
 
     await remove(KEY);
-    expect(service.db.stats()).toMatchObject({ max: POOL_MAX, read_only: false });
+    expect(service.db.stats()).toMatchObject({ max: POOL_MAX, readOnly: false });
     expect(await sessionReadOnly()).toBe("off");
     const written = await service.db.run(
       (sql) =>
@@ -190,7 +190,7 @@ describe("the service key and the fleet key", () => {
       status: 200,
       body: { status: "maintenance", mode: "full", key: GLOBAL_KEY, reason: "fleet-wide" },
     });
-    expect(service.maintenance.status().revision).toBe(String(revision));
+    expect(service.maintenance.status().revision).toBe(revision);
     expect(service.maintenance.status().keys.map((k) => [k.key, k.mode])).toEqual([
       [KEY, "read-only"],
       [GLOBAL_KEY, "full"],
@@ -206,7 +206,7 @@ describe("the service key and the fleet key", () => {
     await write(GLOBAL_KEY, "false");
     const revision = await write(KEY, { mode: "full", reason: "service only" });
     expect((await getHealth(service.app)).body).toMatchObject({ mode: "full", key: KEY, reason: "service only" });
-    expect(service.maintenance.status().revision).toBe(String(revision));
+    expect(service.maintenance.status().revision).toBe(revision);
     await expectMaintenance(await request("/users"), "/users", RETRY_AFTER_SECONDS, "service only");
   });
 
@@ -261,7 +261,7 @@ describe("windows", () => {
     expect(Date.now()).toBeGreaterThanOrEqual(end.getTime());
     expect(Date.now()).toBeLessThan(end.getTime() + 1000);
     await service.maintenance.settled();
-    expect(service.maintenance.status()).toMatchObject({ enabled: false, mode: "off", upcoming_window: null });
+    expect(service.maintenance.status()).toMatchObject({ enabled: false, mode: "off", upcomingWindow: null });
     expect((await request("/users")).headers.get("maintenance-window")).toBeNull();
 
     const { kvs } = await etcd.client.get(KEY).exec();

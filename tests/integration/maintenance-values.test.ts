@@ -59,7 +59,7 @@ async function setRejected(value: string): Promise<number> {
   const revision = await put(etcd, KEY, value);
   await waitFor(
     `the rejection of ${JSON.stringify(value)}`,
-    () => service.maintenance.status().rejected?.revision === String(revision),
+    () => service.maintenance.status().rejected?.revision === revision,
   );
   await service.maintenance.settled();
   return revision;

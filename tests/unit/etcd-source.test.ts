@@ -98,20 +98,20 @@ describe("EtcdSource status", () => {
     const { etcd, source } = startSource({ resyncMs: 50, watchRecycleMs: HOUR, confirmedWithinMs: 300 });
     try {
       await waitFor("the source to connect", () => source.status().status === "connected");
-      expect(source.status()).toMatchObject({ status: "connected", stale_seconds: null, last_error: null });
+      expect(source.status()).toMatchObject({ status: "connected", staleSeconds: null, lastError: null });
 
       etcd.silent = true;
       await waitFor("the state to be unconfirmed", () => source.status().status !== "connected", 2000);
       expect(source.status()).toMatchObject({
         kind: "etcd",
         status: "unavailable",
-        stale_seconds: expect.any(Number),
-        last_error: "etcd has not confirmed the state for over 0.3 s",
+        staleSeconds: expect.any(Number),
+        lastError: "etcd has not confirmed the state for over 0.3 s",
       });
 
       etcd.silent = false;
       await waitFor("the source to be confirmed again", () => source.status().status === "connected", 2000);
-      expect(source.status()).toMatchObject({ stale_seconds: null, last_error: null });
+      expect(source.status()).toMatchObject({ staleSeconds: null, lastError: null });
     } finally {
       etcd.silent = false;
       await source.close();
