@@ -121,7 +121,7 @@ describe("fleet acknowledgements", () => {
     await waitFor("the first acknowledgement", () => writes.length === 1);
     expect(counted.queries).toBe(1);
 
-    Object.assign(status, { mode: "full", phase: "entering", since: "2030-01-01T00:00:00.000Z" });
+    Object.assign(status, { mode: "full", phase: "entering", since: new Date("2030-01-01T00:00:00.000Z") });
     Object.assign(parts.maintenance, { stableAndDrained: false });
     parts.gate.inFlight = 2;
     counted.open = 3;
