@@ -1,13 +1,10 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { sourceStatus, startMaintenanceService } from "../helpers/maintenance.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { waitFor } from "../helpers/wait.ts";
-
-// Calls to a stopped etcd wait for their deadline; bun's default of 5 s per test is too tight.
-setDefaultTimeout(60_000);
 
 const TOKEN = "admin-token-for-tests";
 const KEY = "/maintenance/admin-etcd-down";

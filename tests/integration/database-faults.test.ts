@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import type { Service } from "../../src/service.ts";
 import { createUser, type ExpectedProblem, expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
@@ -7,9 +7,6 @@ import { lockUsersTable, type TableLock, waitForLockWaiters } from "../helpers/m
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { waitFor } from "../helpers/wait.ts";
-
-// Real faults on a real PostgreSQL: waits on real I/O.
-setDefaultTimeout(30_000);
 
 const databaseUnavailable = (instance: string): ExpectedProblem => ({
   status: 503,

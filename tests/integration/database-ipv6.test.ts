@@ -1,12 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { freePort } from "../helpers/free-port.ts";
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
-
-// Each test starts a service and runs migrations over a proxy.
-setDefaultTimeout(30_000);
 
 const server = new URL(TEST_DATABASE_URL);
 const PG_HOST = server.hostname;

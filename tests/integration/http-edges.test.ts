@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
 import type { Service } from "../../src/service.ts";
 import { expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
@@ -8,9 +8,6 @@ import { DENO_ENTRY, type ServiceProcess, spawnService, waitForStatus } from "..
 import { RawConnection } from "../helpers/raw-http.ts";
 import { startTestService } from "../helpers/service.ts";
 import { waitFor } from "../helpers/wait.ts";
-
-// The runtime tests spawn the service under Bun and under Deno; Deno's first start compiles.
-setDefaultTimeout(90_000);
 
 let database: TestDatabase;
 let service: Service;

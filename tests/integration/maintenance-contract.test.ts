@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { createUser, expectJson, expectProblem, ISO_DATE_TIME, type UserJson } from "../helpers/http.ts";
@@ -16,9 +16,6 @@ import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
-
-// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
-setDefaultTimeout(30_000);
 
 const RETRY_AFTER_SECONDS = 42;
 

@@ -1,11 +1,8 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
 import { freePort } from "../helpers/free-port.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { DENO_ENTRY, type ServiceProcess, spawnService } from "../helpers/process.ts";
-
-// Deno's first start compiles the entry; bun's 5 s default per test is too tight for it.
-setDefaultTimeout(60_000);
 
 let database: TestDatabase;
 

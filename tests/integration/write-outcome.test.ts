@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { createUser, expectProblem } from "../helpers/http.ts";
 import { captureLogs } from "../helpers/logs.ts";
@@ -6,9 +6,6 @@ import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
-
-// Each test waits out a query deadline behind a partition, then for the healed link to settle.
-setDefaultTimeout(30_000);
 
 /** The setting. */
 const QUERY_TIMEOUT_MS = 3000;
