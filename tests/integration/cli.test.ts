@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import net from "node:net";
 import { hostname } from "node:os";
 import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
@@ -8,7 +8,9 @@ import { freePort } from "../helpers/free-port.ts";
 import { lockUsersTable, type TableLock, waitForLockWaiters } from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const KEY = "/maintenance/database-service";

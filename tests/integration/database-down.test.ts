@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { type Service, startService } from "../../src/service.ts";
 import { freePort } from "../helpers/free-port.ts";
 import { createUser, expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
@@ -6,6 +6,9 @@ import { captureLogs } from "../helpers/logs.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, testConfig } from "../helpers/service.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 /**
  * Far beyond any wait of these tests: a refusal comes from the refused connection

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import postgres from "postgres";
 import type { Service } from "../../src/service.ts";
 import { createUser, type ExpectedProblem, expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
@@ -6,7 +6,9 @@ import { type CapturedLogger, captureLogs } from "../helpers/logs.ts";
 import { lockUsersTable, type TableLock, waitForLockWaiters } from "../helpers/maintenance.ts";
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const databaseUnavailable = (instance: string): ExpectedProblem => ({
   status: 503,

@@ -1,9 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { freePort } from "../helpers/free-port.ts";
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const server = new URL(TEST_DATABASE_URL);
 const PG_HOST = server.hostname;

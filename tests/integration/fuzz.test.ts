@@ -10,7 +10,7 @@
  *   FUZZ_SEED=<seed> FUZZ_PATH=<path> bun test tests/integration/fuzz.test.ts -t '<name>:'
  * FUZZ_SCALE=<n> multiplies run counts, for longer local fuzzing.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import fc from "fast-check";
 import { z } from "zod";
@@ -38,7 +38,9 @@ import { PROBLEM_TYPE_PREFIX, type UserJson } from "../helpers/http.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
 import { startTestService } from "../helpers/service.ts";
-import { PATIENCE_MS, settledWithin, waitFor } from "../helpers/wait.ts";
+import { PATIENCE_MS, settledWithin, TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 // ---------------------------------------------------------------------------
 // Running properties: bounded, reproducible, loud on failure.

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { freePort } from "../helpers/free-port.ts";
@@ -18,7 +18,9 @@ import {
 } from "../helpers/maintenance.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const RETRY_AFTER_SECONDS = 60;
 

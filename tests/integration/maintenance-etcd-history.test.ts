@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { runMaint } from "../../src/cli/commands.ts";
 import type { Output } from "../../src/cli/output.ts";
 import type { Acknowledgement } from "../../src/maintenance/fleet.ts";
@@ -18,7 +18,9 @@ import {
   startMaintenanceService,
 } from "../helpers/maintenance.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const RETRY_AFTER_SECONDS = 60;
 /** `maint --wait --timeout`: generous, the waits here end on an outcome long before. */

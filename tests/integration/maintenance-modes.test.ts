@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { DatabaseReadOnlyError } from "../../src/db/errors.ts";
 import type { Service } from "../../src/service.ts";
 import type { TestEtcd } from "../helpers/etcd.ts";
@@ -7,7 +7,9 @@ import { createUser, expectJson, expectProblem, type UserJson } from "../helpers
 import { etcdctlPut, expectMaintenance, getHealth, getStats, maintenanceProblem, put } from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
-import { PATIENCE_MS, waitFor } from "../helpers/wait.ts";
+import { PATIENCE_MS, TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/database-service";
 const GLOBAL_KEY = "/maintenance/global";

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import type { TestEtcd } from "../helpers/etcd.ts";
 import { type FollowingService, startFollowingService } from "../helpers/fixture.ts";
@@ -14,7 +14,9 @@ import {
   waitForLockWaiters,
 } from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/pool-test";
 const POOL_MAX = 10;

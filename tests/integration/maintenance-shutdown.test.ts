@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { TestEtcd } from "../helpers/etcd.ts";
 import { type EtcdAndDatabase, startEtcdAndDatabase } from "../helpers/fixture.ts";
 import { PROBLEM_TYPE_PREFIX, type UserJson } from "../helpers/http.ts";
@@ -12,7 +12,9 @@ import {
 } from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
 import { DENO_ENTRY, exitCode, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/shutdown-test";
 const DRAIN_TIMEOUT_MS = 3000;

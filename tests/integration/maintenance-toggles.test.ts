@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import type { TestEtcd } from "../helpers/etcd.ts";
 import { type FollowingService, startFollowingService } from "../helpers/fixture.ts";
@@ -11,6 +11,9 @@ import {
   put,
   putDeliveredByWatch,
 } from "../helpers/maintenance.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/toggles-test";
 const POOL_MAX = 10;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import type { TestEtcd } from "../helpers/etcd.ts";
 import { type FollowingService, startFollowingService } from "../helpers/fixture.ts";
@@ -13,7 +13,9 @@ import {
   inMaintenance,
   put,
 } from "../helpers/maintenance.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/values-test";
 const RETRY_AFTER_SECONDS = 30;

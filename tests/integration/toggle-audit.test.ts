@@ -1,8 +1,10 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/database-service";
 const CLIENTS = 24;

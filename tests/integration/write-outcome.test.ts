@@ -1,11 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { createUser, expectProblem } from "../helpers/http.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 /** The setting. */
 const QUERY_TIMEOUT_MS = 3000;
