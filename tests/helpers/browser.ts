@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { PATIENCE_MS } from "./wait.ts";
 
 /** Debian's Chromium; playwright-core drives it and never downloads a browser of its own. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -27,7 +28,7 @@ export async function launchChromium(): Promise<Browser> {
       `Chromium is not installed (no ${CHROMIUM_PATH}): run \`bash scripts/provision.sh\` as root, then the tests again`,
     );
   }
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 15_000 });
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: PATIENCE_MS });
 }
 
 /** One console error, uncaught exception, CSP violation or failed request that a page reported. */

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { Etcd3 } from "etcd3";
 import { freePort } from "./free-port.ts";
+import { PATIENCE_MS } from "./wait.ts";
 
 interface Member {
   name: string;
@@ -62,15 +63,17 @@ export class TestEtcdCluster {
       ],
       { stdout: "ignore", stderr: "ignore" },
     );
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + PATIENCE_MS;
     while (Date.now() < deadline) {
-      const healthy = await fetch(`http://127.0.0.1:${m.clientPort}/health`, { signal: AbortSignal.timeout(1000) })
+      const healthy = await fetch(`http://127.0.0.1:${m.clientPort}/health`, {
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+      })
         .then(async (r) => r.ok && ((await r.json()) as { health?: string }).health === "true")
         .catch(() => false);
       if (healthy) return;
       await Bun.sleep(100);
     }
-    throw new Error(`etcd member ${m.name} did not become healthy within 20 s`);
+    throw new Error(`etcd member ${m.name} did not become healthy within ${PATIENCE_MS} ms`);
   }
 
   /** Kills member `i` at once (SIGKILL). */

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { Etcd3 } from "etcd3";
 import { freePort } from "./free-port.ts";
+import { PATIENCE_MS } from "./wait.ts";
 
 /** A real etcd server started for a test file, on free ports with a temporary data dir. */
 export class TestEtcd {
@@ -58,7 +59,7 @@ export class TestEtcd {
       ],
       { stdout: "ignore", stderr: "ignore" },
     );
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + PATIENCE_MS;
     while (Date.now() < deadline) {
       const healthy = await fetch(`${client}/health`)
         .then((r) => r.ok)
@@ -67,7 +68,7 @@ export class TestEtcd {
       if (this.process.exitCode !== null) throw new Error(`etcd exited with ${this.process.exitCode}`);
       await Bun.sleep(50);
     }
-    throw new Error("etcd did not become healthy within 15 s");
+    throw new Error(`etcd did not become healthy within ${PATIENCE_MS} ms`);
   }
 
   /** Kills etcd at once (SIGKILL), keeping its data for {@link resume}. */
@@ -128,6 +129,17 @@ export class TestEtcd {
 
   async delete(key: string): Promise<void> {
     await this.client.delete().key(key);
+  }
+
+  /**
+   * How many range requests (GETs) etcd has served since it started, from its
+   * `etcd_mvcc_range_total` metric. Writes and watches do not count.
+   */
+  async rangeRequests(): Promise<number> {
+    const metrics = await (await fetch(`http://${this.endpoint}/metrics`)).text();
+    const line = metrics.split("\n").find((l) => l.startsWith("etcd_mvcc_range_total "));
+    if (line === undefined) throw new Error("etcd's /metrics has no etcd_mvcc_range_total");
+    return Number(line.split(" ")[1]);
   }
 
   /** Writes with the real etcdctl, as an operator would. */

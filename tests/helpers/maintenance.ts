@@ -70,23 +70,51 @@ export async function etcdctlDel(etcd: TestEtcd, key: string): Promise<number> {
  * Waits until the service has taken a valid reading at `revision` or later and
  * every transition it started is over.
  */
-export async function applied(service: Service, revision: number, timeoutMs = 5000): Promise<void> {
+export async function applied(service: Service, revision: number): Promise<void> {
   await waitFor(
     `the reading at revision ${revision}`,
     () => Number(service.maintenance.status().revision ?? -1) >= revision,
-    timeoutMs,
   );
   await service.maintenance.settled();
 }
 
 /** Like {@link applied}, for one of the keys the service follows (its own or the fleet key). */
-export async function appliedKey(service: Service, key: string, revision: number, timeoutMs = 5000): Promise<void> {
+export async function appliedKey(service: Service, key: string, revision: number): Promise<void> {
   await waitFor(
     `the reading of ${key} at revision ${revision}`,
     () => Number(service.maintenance.status().keys.find((k) => k.key === key)?.revision ?? -1) >= revision,
-    timeoutMs,
   );
   await service.maintenance.settled();
+}
+
+/** Attempts at {@link putDeliveredByWatch} before it calls the watch broken. */
+const WATCH_ATTEMPTS = 3;
+
+/**
+ * Writes `value` to `key` (the service's own or the fleet key) and waits until
+ * the service applied it, asserting that its watch delivered it: etcd served no
+ * GET between the write and its application. The service also re-reads its keys
+ * every 30 s; an attempt such a re-read happened to fall into proves nothing and
+ * is made again. Resolves with the revision applied.
+ */
+export async function putDeliveredByWatch(etcd: TestEtcd, service: Service, key: string, value: string) {
+  for (let attempt = 1; ; attempt++) {
+    const before = await etcd.rangeRequests();
+    const revision = await put(etcd, key, value);
+    // This very revision: after etcd's history went back, the service may still hold a higher one of the old.
+    await waitFor(
+      `the reading of ${key} at revision ${revision}`,
+      () => service.maintenance.status().keys.find((k) => k.key === key)?.revision === revision,
+    );
+    await service.maintenance.settled();
+    const gets = (await etcd.rangeRequests()) - before;
+    if (gets === 0) return revision;
+    if (attempt === WATCH_ATTEMPTS) {
+      throw new Error(
+        `${key} = ${value} was applied only after etcd served ${gets} GET(s), ${WATCH_ATTEMPTS} times: no watch delivers it`,
+      );
+    }
+  }
 }
 
 /** The source's connection state as the service reports it. */
@@ -182,17 +210,13 @@ export async function lockUsersTable(databaseUrl: string): Promise<TableLock> {
 }
 
 /** Waits until `count` queries of connections named `prefix…` are waiting for a lock in PostgreSQL. */
-export async function waitForLockWaiters(sql: postgres.Sql, prefix: string, count: number, timeoutMs = 5000) {
-  await waitFor(
-    `${count} queries waiting on the users lock`,
-    async () => {
-      const [row] = await sql<{ waiting: number }[]>`
-        SELECT count(*)::int AS waiting FROM pg_stat_activity
-        WHERE starts_with(application_name, ${prefix}) AND wait_event_type = 'Lock'`;
-      return (row?.waiting ?? 0) >= count;
-    },
-    timeoutMs,
-  );
+export async function waitForLockWaiters(sql: postgres.Sql, prefix: string, count: number) {
+  await waitFor(`${count} queries waiting on the users lock`, async () => {
+    const [row] = await sql<{ waiting: number }[]>`
+      SELECT count(*)::int AS waiting FROM pg_stat_activity
+      WHERE starts_with(application_name, ${prefix}) AND wait_event_type = 'Lock'`;
+    return (row?.waiting ?? 0) >= count;
+  });
 }
 
 /** Whether the service is in maintenance now (its gate refuses requests). */

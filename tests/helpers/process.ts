@@ -1,5 +1,6 @@
 import type { Subprocess } from "bun";
 import { freePort } from "./free-port.ts";
+import { PATIENCE_MS, settledWithin } from "./wait.ts";
 
 /** The repository root: where `src/index.ts` is. */
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -80,13 +81,15 @@ export async function spawnService(
 }
 
 /** Polls `url` until it answers `status`, or throws after `timeoutMs` with the process's output. */
-export async function waitForStatus(service: ServiceProcess, path: string, status: number, timeoutMs = 10_000) {
+export async function waitForStatus(service: ServiceProcess, path: string, status: number, timeoutMs = PATIENCE_MS) {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer";
   while (Date.now() < deadline) {
     if (service.proc.exitCode !== null) break;
     try {
-      const response = await fetch(`${service.baseUrl}${path}`, { signal: AbortSignal.timeout(1000) });
+      const response = await fetch(`${service.baseUrl}${path}`, {
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+      });
       if (response.status === status) return;
       last = `${response.status} ${await response.text()}`;
     } catch (error) {
@@ -98,4 +101,17 @@ export async function waitForStatus(service: ServiceProcess, path: string, statu
     `${path} did not answer ${status} (last: ${last}); exit ${service.proc.exitCode}\n` +
       `stdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`,
   );
+}
+
+/**
+ * Resolves with the exit code once the process has ended; when it has not
+ * after {@link PATIENCE_MS}, kills it and throws with its output.
+ */
+export async function exitCode(service: ServiceProcess): Promise<number> {
+  try {
+    return await settledWithin("the process's exit", service.exited);
+  } catch (error) {
+    service.proc.kill("SIGKILL");
+    throw new Error(`${(error as Error).message}\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
+  }
 }

@@ -1,32 +1,27 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
+import { type FollowingService, startFollowingService } from "../helpers/fixture.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { sourceStatus, startMaintenanceService } from "../helpers/maintenance.ts";
-import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// Calls to a stopped etcd wait for their deadline; bun's default of 5 s per test is too tight.
-setDefaultTimeout(60_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const TOKEN = "admin-token-for-tests";
 const KEY = "/maintenance/admin-etcd-down";
 const logs = captureLogs();
 
-let database: TestDatabase;
-let etcd: TestEtcd;
+let fixture: FollowingService;
 let service: Service;
 
 beforeAll(async () => {
-  [database, etcd] = await Promise.all([createTestDatabase("admindown"), TestEtcd.start()]);
-  service = await startMaintenanceService(database.url, etcd.endpoint, KEY, { ADMIN_TOKEN: TOKEN }, logs);
+  fixture = await startFollowingService({ prefix: "admindown", key: KEY, env: { ADMIN_TOKEN: TOKEN }, logger: logs });
+  service = fixture.service;
   await waitFor("the source to connect", () => sourceStatus(service) === "connected");
-  await etcd.kill();
+  await fixture.etcd.kill();
 });
-afterAll(async () => {
-  await service?.stop();
-  await Promise.all([database?.drop(), etcd?.stop()]);
-});
+afterAll(() => fixture?.stop());
 
 const admin = (method: string, body?: string) =>
   service.app.request("/admin/maintenance", {
@@ -69,7 +64,7 @@ describe("admin API while etcd is down", () => {
 describe("admin API while etcd takes calls but does not answer", () => {
   test("PUT answers 503 maintenance-write-outcome-unknown with Retry-After: the write was sent and never confirmed", async () => {
     const silent = await TestEtcd.start();
-    const frozen = await startMaintenanceService(database.url, silent.endpoint, KEY, { ADMIN_TOKEN: TOKEN });
+    const frozen = await startMaintenanceService(fixture.database.url, silent.endpoint, KEY, { ADMIN_TOKEN: TOKEN });
     try {
       await waitFor("the source to connect", () => sourceStatus(frozen) === "connected");
       silent.freeze();

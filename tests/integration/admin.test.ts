@@ -1,14 +1,18 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { silentLogger } from "../../src/logger.ts";
 import { type Service, startService } from "../../src/service.ts";
-import { TestEtcd } from "../helpers/etcd.ts";
-import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
+import type { TestEtcd } from "../helpers/etcd.ts";
+import { type EtcdAndDatabase, startEtcdAndDatabase } from "../helpers/fixture.ts";
+import type { TestDatabase } from "../helpers/postgres.ts";
 import { testConfig } from "../helpers/service.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const TOKEN = "admin-token-for-tests";
 const KEY = "/maintenance/database-service";
 
+let fixture: EtcdAndDatabase;
 let database: TestDatabase;
 let etcd: TestEtcd;
 const services: Service[] = [];
@@ -38,11 +42,12 @@ const unauthorized = (response: Response, detail: string) => ({
 });
 
 beforeAll(async () => {
-  [database, etcd] = await Promise.all([createTestDatabase(), TestEtcd.start()]);
+  fixture = await startEtcdAndDatabase("admin");
+  ({ database, etcd } = fixture);
 });
 afterAll(async () => {
   await Promise.all(services.map((s) => s.stop()));
-  await Promise.all([database.drop(), etcd.stop()]);
+  await fixture?.stop();
 });
 
 describe("admin API with the in-process key (ETCD_ENDPOINTS=memory)", () => {

@@ -5,7 +5,7 @@
  * whose "Try it out" → "Execute" on GET /users must show 200, then 503 once
  * maintenance is switched on through the admin API.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,9 @@ import type { Browser, Locator, Page } from "playwright-core";
 import { launchChromium, type PageProblem, watchPage } from "../helpers/browser.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { PATIENCE_MS, TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const TOKEN = "browser-test-admin-token";
 /** The users operations Swagger UI must show, as [method, path]. */
@@ -23,12 +26,6 @@ const USERS_OPERATIONS = [
   ["put", "/users/{id}"],
   ["delete", "/users/{id}"],
 ] as const;
-
-/**
- * Each test's own limit: Bun 1.4.5 keeps its 5 s default despite bunfig's
- * `timeout`, and a page load under a busy 2-core machine can take longer.
- */
-const TEST_TIMEOUT_MS = 20_000;
 
 const dir = mkdtempSync(join(tmpdir(), "browser-test-"));
 const screenshotPath = join(dir, "docs.png");
@@ -48,7 +45,7 @@ const operation = (method: string, path: string): Locator =>
  * The status cell of `op`'s live response once it shows `code` (within
  * `timeoutMs`); otherwise whatever it shows then, so a failure names it.
  */
-async function liveStatus(op: Locator, code: number, timeoutMs = 10_000): Promise<string> {
+async function liveStatus(op: Locator, code: number, timeoutMs = PATIENCE_MS): Promise<string> {
   const cell = op.locator(".live-responses-table tbody .response-col_status");
   try {
     await cell.filter({ hasText: new RegExp(`^\\s*${code}\\b`) }).waitFor({ timeout: timeoutMs });
@@ -71,7 +68,6 @@ async function setMaintenance(on: boolean): Promise<void> {
     method: "PUT",
     headers: { authorization: `Bearer ${TOKEN}`, "content-type": "text/plain" },
     body: String(on),
-    signal: AbortSignal.timeout(10_000),
   });
   expect({ status: response.status, body: await response.text() }).toMatchObject({ status: 200 });
 }
@@ -90,9 +86,9 @@ beforeAll(async () => {
   await waitForStatus(service, "/users", 200);
   browser = await launching;
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.setDefaultTimeout(10_000);
+  page.setDefaultTimeout(PATIENCE_MS);
   problems = await watchPage(page);
-}, 25_000);
+});
 
 afterAll(async () => {
   if (browser) {
@@ -112,82 +108,70 @@ afterAll(async () => {
   }
   if (!existsSync(screenshotPath)) rmSync(dir, { recursive: true, force: true });
   await database?.drop();
-}, 20_000);
+});
 
 describe("Swagger UI at /docs in Chromium", () => {
-  test(
-    "renders every users operation with no console error, page error or CSP violation",
-    async () => {
-      if (!service) throw new Error("service not started");
-      const response = await page.goto(`${service.baseUrl}/docs`, { waitUntil: "load" });
-      expect(response?.status()).toBe(200);
-      expect(response?.headers()["content-security-policy"]).toContain("script-src 'self'");
+  test("renders every users operation with no console error, page error or CSP violation", async () => {
+    if (!service) throw new Error("service not started");
+    const response = await page.goto(`${service.baseUrl}/docs`, { waitUntil: "load" });
+    expect(response?.status()).toBe(200);
+    expect(response?.headers()["content-security-policy"]).toContain("script-src 'self'");
 
-      for (const [method, path] of USERS_OPERATIONS) {
-        const block = operation(method, path);
-        await block.waitFor({ state: "visible" });
-        expect(await block.count()).toBe(1);
-        expect(await block.locator(".opblock-summary-method").textContent()).toBe(method.toUpperCase());
-      }
-      expect(await page.locator(".info .title").textContent()).toContain("database-service");
-      // Let late script errors and violations arrive before judging.
-      await page.waitForLoadState("networkidle");
-      expect(describeProblems(problems)).toEqual([]);
-    },
-    TEST_TIMEOUT_MS,
-  );
+    for (const [method, path] of USERS_OPERATIONS) {
+      const block = operation(method, path);
+      await block.waitFor({ state: "visible" });
+      expect(await block.count()).toBe(1);
+      expect(await block.locator(".opblock-summary-method").textContent()).toBe(method.toUpperCase());
+    }
+    expect(await page.locator(".info .title").textContent()).toContain("database-service");
+    // Let late script errors and violations arrive before judging.
+    await page.waitForLoadState("networkidle");
+    expect(describeProblems(problems)).toEqual([]);
+  });
 
-  test(
-    'GET /users "Try it out" → "Execute" shows the live 200 response',
-    async () => {
-      if (!service) throw new Error("service not started");
-      const list = operation("get", "/users");
-      await list.locator(".opblock-summary-control").click();
-      await list.locator(".try-out__btn").click();
-      await list.locator(".execute").click();
+  test('GET /users "Try it out" → "Execute" shows the live 200 response', async () => {
+    if (!service) throw new Error("service not started");
+    const list = operation("get", "/users");
+    await list.locator(".opblock-summary-control").click();
+    await list.locator(".try-out__btn").click();
+    await list.locator(".execute").click();
 
-      expect(await liveStatus(list, 200)).toBe("200");
-      expect(await list.locator(".request-url").textContent()).toContain(`${service.baseUrl}/users`);
-      // A fresh database: an empty page of users.
-      expect(
-        (await list.locator(".live-responses-table tbody .response-col_description pre").first().textContent())?.trim(),
-      ).toBe("[]");
-      expect(describeProblems(problems)).toEqual([]);
-    },
-    TEST_TIMEOUT_MS,
-  );
+    expect(await liveStatus(list, 200)).toBe("200");
+    expect(await list.locator(".request-url").textContent()).toContain(`${service.baseUrl}/users`);
+    // A fresh database: an empty page of users.
+    expect(
+      (await list.locator(".live-responses-table tbody .response-col_description pre").first().textContent())?.trim(),
+    ).toBe("[]");
+    expect(describeProblems(problems)).toEqual([]);
+  });
 
-  test(
-    'in maintenance (admin API) "Execute" again shows the live 503 response',
-    async () => {
-      if (!service) throw new Error("service not started");
-      await setMaintenance(true);
-      const before = problems.length;
-      const list = operation("get", "/users");
-      await list.locator(".execute").click();
+  test('in maintenance (admin API) "Execute" again shows the live 503 response', async () => {
+    if (!service) throw new Error("service not started");
+    await setMaintenance(true);
+    const before = problems.length;
+    const list = operation("get", "/users");
+    await list.locator(".execute").click();
 
-      expect(await liveStatus(list, 503)).toBe("503");
-      expect(await list.locator(".live-responses-table tbody .response-col_description").textContent()).toContain(
-        "Service Unavailable",
-      );
+    expect(await liveStatus(list, 503)).toBe("503");
+    expect(await list.locator(".live-responses-table tbody .response-col_description").textContent()).toContain(
+      "Service Unavailable",
+    );
 
-      // Chromium logs every 5xx answer to the console; that line, for this request, is all there may be.
-      const usersUrl = new URL("/users", service.baseUrl);
-      const isThe503 = (p: PageProblem) =>
-        p.kind === "console.error" &&
-        URL.parse(p.url)?.origin === usersUrl.origin &&
-        URL.parse(p.url)?.pathname === usersUrl.pathname &&
-        p.text.includes("the server responded with a status of 503");
-      const unexpected = problems.slice(before).filter((p) => !isThe503(p));
-      expect(describeProblems(unexpected)).toEqual([]);
-      expect(describeProblems(problems.slice(0, before))).toEqual([]);
+    // Chromium logs every 5xx answer to the console; that line, for this request, is all there may be.
+    const usersUrl = new URL("/users", service.baseUrl);
+    const isThe503 = (p: PageProblem) =>
+      p.kind === "console.error" &&
+      URL.parse(p.url)?.origin === usersUrl.origin &&
+      URL.parse(p.url)?.pathname === usersUrl.pathname &&
+      p.text.includes("the server responded with a status of 503");
+    const unexpected = problems.slice(before).filter((p) => !isThe503(p));
+    expect(describeProblems(unexpected)).toEqual([]);
+    expect(describeProblems(problems.slice(0, before))).toEqual([]);
 
-      await page.screenshot({ path: screenshotPath, fullPage: true });
-      const png = readFileSync(screenshotPath);
-      expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-      expect(statSync(screenshotPath).size).toBeGreaterThan(20_000);
-      console.log(`[browser test] screenshot: ${screenshotPath}`);
-    },
-    TEST_TIMEOUT_MS,
-  );
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+    const png = readFileSync(screenshotPath);
+    expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expect(statSync(screenshotPath).size).toBeGreaterThan(20_000);
+    console.log(`[browser test] screenshot: ${screenshotPath}`);
+  });
 });

@@ -1,8 +1,11 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { runMaint } from "../../src/cli/commands.ts";
 import type { Output } from "../../src/cli/output.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { servingAcknowledgement } from "../helpers/maintenance.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/cli-escaping";
 /** Clears the screen, homes the cursor, and writes a line of its own; then a right-to-left override. */

@@ -6,10 +6,9 @@ import { type CapturedLogger, captureLogs } from "../helpers/logs.ts";
 import { lockUsersTable, type TableLock, waitForLockWaiters } from "../helpers/maintenance.ts";
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// Real faults on a real PostgreSQL: waits on real I/O.
-setDefaultTimeout(30_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const databaseUnavailable = (instance: string): ExpectedProblem => ({
   status: 503,

@@ -4,9 +4,9 @@ import { freePort } from "../helpers/free-port.ts";
 import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody, startTestService } from "../helpers/service.ts";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
 
-// Each test starts a service and runs migrations over a proxy.
-setDefaultTimeout(30_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const server = new URL(TEST_DATABASE_URL);
 const PG_HOST = server.hostname;

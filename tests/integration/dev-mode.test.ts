@@ -1,8 +1,11 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const dataDir = mkdtempSync(join(tmpdir(), "dev-mode-"));
 // As root, PostgreSQL runs as the `postgres` user, which must be able to enter the directory.
@@ -72,5 +75,5 @@ describe("npm run dev (embedded PostgreSQL, in-process maintenance key)", () => 
     expect(again.status).toBe(200);
     expect(await again.json()).toMatchObject({ name: "Alice", email: "alice@example.com" });
     expect(await stop(second)).toBe(0);
-  }, 120_000);
+  });
 });

@@ -7,10 +7,9 @@ import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { DENO_ENTRY, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
 import { RawConnection } from "../helpers/raw-http.ts";
 import { startTestService } from "../helpers/service.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// The runtime tests spawn the service under Bun and under Deno; Deno's first start compiles.
-setDefaultTimeout(90_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 let database: TestDatabase;
 let service: Service;
@@ -207,11 +206,11 @@ describe.each([
       await connection.closed;
       expect(connection.received).toBe("");
     } else {
-      await waitFor("both answers", () => connection.responses().length === 2, 10_000);
+      await waitFor("both answers", () => connection.responses().length === 2);
       expect(connection.responses().map((r) => r.status)).toEqual([201, 200]);
       connection.destroy();
     }
-    await waitFor("the row", async () => (await rowsWithEmail(email)) === 1, 10_000);
+    await waitFor("the row", async () => (await rowsWithEmail(email)) === 1);
   });
 });
 

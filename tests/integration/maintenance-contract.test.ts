@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
-import { TestEtcd } from "../helpers/etcd.ts";
+import type { TestEtcd } from "../helpers/etcd.ts";
+import { type EtcdAndDatabase, startEtcdAndDatabase } from "../helpers/fixture.ts";
 import { createUser, expectJson, expectProblem, ISO_DATE_TIME, type UserJson } from "../helpers/http.ts";
 import {
   applied,
@@ -12,27 +13,24 @@ import {
   put,
   startMaintenanceService,
 } from "../helpers/maintenance.ts";
-import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
+import type { TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
 import { proxyDatabase, type TcpProxy } from "../helpers/tcp-proxy.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
-setDefaultTimeout(30_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const RETRY_AFTER_SECONDS = 42;
 
+let fixture: EtcdAndDatabase;
 let etcd: TestEtcd;
 let database: TestDatabase;
 
 beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  database = await createTestDatabase("mcontract");
+  fixture = await startEtcdAndDatabase("mcontract");
+  ({ etcd, database } = fixture);
 });
-afterAll(async () => {
-  await etcd?.stop();
-  await database?.drop();
-});
+afterAll(() => fixture?.stop());
 
 describe("in maintenance", () => {
   const KEY = "/maintenance/contract-test";

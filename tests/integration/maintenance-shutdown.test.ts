@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { TestEtcd } from "../helpers/etcd.ts";
+import type { TestEtcd } from "../helpers/etcd.ts";
+import { type EtcdAndDatabase, startEtcdAndDatabase } from "../helpers/fixture.ts";
 import { PROBLEM_TYPE_PREFIX, type UserJson } from "../helpers/http.ts";
 import {
   expectMaintenance,
@@ -9,40 +10,30 @@ import {
   type TableLock,
   waitForLockWaiters,
 } from "../helpers/maintenance.ts";
-import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { DENO_ENTRY, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
-import { waitFor } from "../helpers/wait.ts";
+import type { TestDatabase } from "../helpers/postgres.ts";
+import { DENO_ENTRY, exitCode, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
-setDefaultTimeout(60_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/shutdown-test";
 const DRAIN_TIMEOUT_MS = 3000;
-/** Spec bound on exiting after SIGTERM during a drain. */
-const EXIT_BOUND_MS = DRAIN_TIMEOUT_MS + 3000;
-/** Spec bound on exiting after SIGTERM in maintenance, when nothing runs. */
-const QUICK_EXIT_MS = 2000;
+/** A shutdown deadline far beyond the wait for an exit: what ends such a stop is never the deadline. */
+const FAR_SHUTDOWN_TIMEOUT_MS = 600_000;
 
 const SHUTDOWN_TIMEOUT_MS = 3000;
 /** The entry's cut comes this long before the deadline (CUT_RESERVE_MS in src/index.ts). */
 const CUT_RESERVE_MS = 1500;
-/**
- * The deadline is behaviour, so it is asserted, with a margin for a busy 2-core
- * machine. The process is expected to end about 0.4 s before its deadline (the
- * cut at 1.5 s, then about 1 s for postgres.js to end the busy connection);
- * 1.5 s past the deadline leaves some 1.9 s for scheduling delays, while the
- * old double wait (~6 s) still fails by 1.5 s.
- */
-const MARGIN_MS = 1500;
 
+let fixture: EtcdAndDatabase;
 let etcd: TestEtcd;
 let database: TestDatabase;
 const running = new Set<ServiceProcess>();
 let lock: TableLock | undefined;
 
 beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  database = await createTestDatabase("mshutdown");
+  fixture = await startEtcdAndDatabase("mshutdown");
+  ({ etcd, database } = fixture);
 });
 afterEach(async () => {
   await lock?.release();
@@ -54,10 +45,7 @@ afterEach(async () => {
   }
   running.clear();
 });
-afterAll(async () => {
-  await etcd?.stop();
-  await database?.drop();
-});
+afterAll(() => fixture?.stop());
 
 /** Spawns `bun src/index.ts` following KEY and waits until it is healthy. */
 async function start(): Promise<ServiceProcess> {
@@ -67,6 +55,7 @@ async function start(): Promise<ServiceProcess> {
     ETCD_ENDPOINTS: etcd.endpoint,
     MAINTENANCE_KEY: KEY,
     DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS),
+    SHUTDOWN_TIMEOUT_MS: String(FAR_SHUTDOWN_TIMEOUT_MS),
     LOG_LEVEL: "info",
   });
   running.add(service);
@@ -84,11 +73,7 @@ async function stats(service: ServiceProcess): Promise<Stats> {
 async function terminate(service: ServiceProcess): Promise<{ code: number; ms: number }> {
   const started = performance.now();
   service.proc.kill("SIGTERM");
-  const timeout = Bun.sleep(20_000).then(() => "timeout" as const);
-  const code = await Promise.race([service.exited, timeout]);
-  if (code === "timeout") {
-    throw new Error(`process did not exit\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
-  }
+  const code = await exitCode(service);
   running.delete(service);
   return { code, ms: performance.now() - started };
 }
@@ -96,7 +81,7 @@ async function terminate(service: ServiceProcess): Promise<{ code: number; ms: n
 const events = (service: ServiceProcess) => service.logLines().map((line) => String(line.event));
 
 describe("SIGTERM to bun src/index.ts", () => {
-  test("while entering maintenance with a request stuck in a query, it exits 0 within the drain timeout", async () => {
+  test("while entering maintenance with a request stuck in a query, it exits 0 once the drain timeout ends the drain", async () => {
     const service = await start();
     const created = await fetch(`${service.baseUrl}/users`, {
       method: "POST",
@@ -116,10 +101,9 @@ describe("SIGTERM to bun src/index.ts", () => {
     await expectMaintenance(await fetch(`${service.baseUrl}/users`), "/users", 60);
     expect((await stats(service)).http.in_flight).toBe(1);
 
-    // The lock stays held: only the drain timeout can end the stuck request.
-    const { code, ms } = await terminate(service);
+    // The lock stays held and the shutdown deadline is far: only the drain timeout can end the stuck request.
+    const { code } = await terminate(service);
     expect(code).toBe(0);
-    expect(ms).toBeLessThan(EXIT_BOUND_MS);
 
     // The stuck request got an answer before the process went: a 503 problem, not a reset.
     const answer = await stuck;
@@ -136,15 +120,14 @@ describe("SIGTERM to bun src/index.ts", () => {
     expect(service.stderr()).toBe("");
   });
 
-  test("in maintenance, it exits 0 quickly", async () => {
+  test("in maintenance, it exits 0 without waiting for its shutdown deadline", async () => {
     const service = await start();
     await put(etcd, KEY, "true");
     await waitFor("maintenance", async () => (await stats(service)).maintenance_status.phase === "maintenance");
     await expectMaintenance(await fetch(`${service.baseUrl}/users`), "/users", 60);
 
-    const { code, ms } = await terminate(service);
+    const { code } = await terminate(service);
     expect(code).toBe(0);
-    expect(ms).toBeLessThan(QUICK_EXIT_MS);
     expect(events(service).at(-1)).toBe("service.stopped");
     expect(service.stderr()).toBe("");
   });
@@ -157,7 +140,7 @@ const runtimes: [string, string[] | undefined][] = [
 
 for (const [name, command] of runtimes) {
   describe(`SIGTERM to ${name}, a request stuck on a lock`, () => {
-    test("with a request stuck on a lock, it ends within SHUTDOWN_TIMEOUT_MS and the request is answered 503", async () => {
+    test("with a request stuck on a lock, it ends by its SHUTDOWN_TIMEOUT_MS (exit 0, not the overrun's 1) and the request is answered 503", async () => {
       const service = await spawnService(
         {
           DATABASE_URL: database.url,
@@ -169,7 +152,7 @@ for (const [name, command] of runtimes) {
         command,
       );
       running.add(service);
-      await waitForStatus(service, "/health", 200, 30_000);
+      await waitForStatus(service, "/health", 200);
       const created = await fetch(`${service.baseUrl}/users`, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -187,15 +170,10 @@ for (const [name, command] of runtimes) {
       );
       await waitForLockWaiters(database.sql, prefix, 1);
 
-      const started = performance.now();
-      service.proc.kill("SIGTERM");
-      const code = await Promise.race([service.exited, Bun.sleep(20_000).then(() => "timeout" as const)]);
-      const ms = performance.now() - started;
-      if (code === "timeout") throw new Error(`no exit\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
-      running.delete(service);
+      const { code, ms } = await terminate(service);
 
+      // Past its deadline, the entry logs service.stop_timeout and exits 1.
       expect(code).toBe(0);
-      expect(ms).toBeLessThan(SHUTDOWN_TIMEOUT_MS + MARGIN_MS);
       // The request had its time: it was not cut before the last CUT_RESERVE_MS.
       expect(ms).toBeGreaterThanOrEqual(SHUTDOWN_TIMEOUT_MS - CUT_RESERVE_MS);
       // The lock is still held: the shutdown cut the query, and the request got an answer, not a reset.
@@ -205,6 +183,7 @@ for (const [name, command] of runtimes) {
       expect(response.status).toBe(503);
       expect(response.headers.get("content-type")).toBe("application/problem+json");
       expect(((await response.json()) as { type: string }).type).toStartWith(PROBLEM_TYPE_PREFIX);
+      expect(events(service)).not.toContain("service.stop_timeout");
       expect(service.logLines().at(-1)?.event).toBe("service.stopped");
       expect(service.stderr()).toBe("");
     });

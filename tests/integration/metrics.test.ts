@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { startTestService } from "../helpers/service.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const TOKEN = "metrics-admin-token";
 let database: TestDatabase;

@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import {
   buildOpenApiDocument,
@@ -6,6 +6,9 @@ import {
   OPENAPI_DOCUMENT_PATH,
   serializeOpenApiDocument,
 } from "../../scripts/openapi-document.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 /** The slice of an OpenAPI document these tests read. */
 interface Document {

@@ -1,8 +1,11 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Service } from "../../src/service.ts";
 import { createUser, expectJson, expectProblem, nextLink, type UserJson, validationProblem } from "../helpers/http.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { startTestService } from "../helpers/service.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 let database: TestDatabase;
 let service: Service;

@@ -1,9 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { exitCode, type ServiceProcess, spawnService, waitForStatus } from "../helpers/process.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
 
-/** Longest a process may take to exit on its own (bad config) or after SIGTERM. */
-const EXIT_TIMEOUT_MS = 10_000;
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 let database: TestDatabase;
 const running = new Set<ServiceProcess>();
@@ -27,17 +27,6 @@ async function start(env: Record<string, string>): Promise<ServiceProcess> {
   const service = await spawnService(env);
   running.add(service);
   return service;
-}
-
-/** Waits for the process to exit; fails with its output when it takes longer than {@link EXIT_TIMEOUT_MS}. */
-async function exitCode(service: ServiceProcess): Promise<number> {
-  const timeout = Bun.sleep(EXIT_TIMEOUT_MS).then(() => "timeout" as const);
-  const code = await Promise.race([service.exited, timeout]);
-  if (code === "timeout") {
-    throw new Error(`process did not exit\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
-  }
-  running.delete(service);
-  return code;
 }
 
 describe("the entry point, bun src/index.ts", () => {

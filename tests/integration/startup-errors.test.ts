@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { createServer, type Server } from "node:net";
 import { freePort } from "../helpers/free-port.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { DENO_ENTRY, type ServiceProcess, spawnService } from "../helpers/process.ts";
+import { DENO_ENTRY, exitCode, spawnService } from "../helpers/process.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
 
-// Deno's first start compiles the entry; bun's 5 s default per test is too tight for it.
-setDefaultTimeout(60_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 let database: TestDatabase;
 
@@ -15,17 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await database?.drop();
 });
-
-/** Waits for `service` to exit on its own (killing it after 30 s); resolves with its exit code. */
-async function exitCode(service: ServiceProcess): Promise<number> {
-  const timeout = Bun.sleep(30_000).then(() => "timeout" as const);
-  const code = await Promise.race([service.exited, timeout]);
-  if (code === "timeout") {
-    service.proc.kill("SIGKILL");
-    throw new Error(`process did not exit\nstdout:\n${service.stdout()}\nstderr:\n${service.stderr()}`);
-  }
-  return code;
-}
 
 /** Runs the entry with `env` and asserts it exits 2 printing exactly `lines`, before listening. */
 async function expectExit2(env: Record<string, string>, lines: string | string[], command?: string[]): Promise<void> {

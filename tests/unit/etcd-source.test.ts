@@ -1,11 +1,13 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { EventEmitter } from "node:events";
 import type { Etcd3 } from "etcd3";
 import { silentLogger } from "../../src/logger.ts";
 import { EtcdHistory } from "../../src/maintenance/etcd-history.ts";
 import { EtcdSource, type EtcdSourceTimings } from "../../src/maintenance/etcd-source.ts";
 import type { Observation } from "../../src/maintenance/source.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor, waitForValue } from "../helpers/wait.ts";
+
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/unit";
 const header = (revision: number, cluster_id = "1") => ({ revision: String(revision), cluster_id });
@@ -82,7 +84,7 @@ describe("EtcdSource watch recycling", () => {
       expect(observations).toEqual([{ value: "false", revision: 1 }]);
 
       etcd.writeUnseen("true");
-      await waitFor("the missed value", () => observations.some((o) => o.value === "true"), 2000);
+      await waitFor("the missed value", () => observations.some((o) => o.value === "true"));
       expect(observations.at(-1)).toEqual({ value: "true", revision: 2 });
       expect(etcd.watchers[0]?.cancelled).toBe(true);
       await waitFor("the new watch", () => etcd.watchers.length >= 2);
@@ -97,12 +99,14 @@ describe("EtcdSource status", () => {
   test("is connected only while etcd confirmed the state within the window, unavailable (with its age) after", async () => {
     const { etcd, source } = startSource({ resyncMs: 50, watchRecycleMs: HOUR, confirmedWithinMs: 300 });
     try {
-      await waitFor("the source to connect", () => source.status().status === "connected");
-      expect(source.status()).toMatchObject({ status: "connected", staleSeconds: null, lastError: null });
+      // Each status is judged as read when it satisfied the wait: 300 ms later it may rightly have changed.
+      const status = () => source.status();
+      const connected = await waitForValue("the source to connect", status, (s) => s.status === "connected");
+      expect(connected).toMatchObject({ status: "connected", staleSeconds: null, lastError: null });
 
       etcd.silent = true;
-      await waitFor("the state to be unconfirmed", () => source.status().status !== "connected", 2000);
-      expect(source.status()).toMatchObject({
+      const unconfirmed = await waitForValue("the state to be unconfirmed", status, (s) => s.status !== "connected");
+      expect(unconfirmed).toMatchObject({
         kind: "etcd",
         status: "unavailable",
         staleSeconds: expect.any(Number),
@@ -110,8 +114,8 @@ describe("EtcdSource status", () => {
       });
 
       etcd.silent = false;
-      await waitFor("the source to be confirmed again", () => source.status().status === "connected", 2000);
-      expect(source.status()).toMatchObject({ staleSeconds: null, lastError: null });
+      const again = await waitForValue("the source to be confirmed again", status, (s) => s.status === "connected");
+      expect(again).toMatchObject({ staleSeconds: null, lastError: null });
     } finally {
       etcd.silent = false;
       await source.close();
