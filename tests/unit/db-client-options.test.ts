@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfig } from "../../src/config.ts";
 import { type ClientSettings, clientOptions, writeTransaction } from "../../src/db/client-options.ts";
 import { type ConnectionTarget, parseDatabaseUrl } from "../../src/db/dsn.ts";
 import { silentLogger } from "../../src/logger.ts";
@@ -127,4 +128,22 @@ describe("writeTransaction: how each write transaction begins", () => {
       expect(writeTransaction(shape, settings(pooler))).toEqual(expected);
     });
   }
+});
+
+describe("DB_POOLER", () => {
+  test("defaults to none and accepts pgbouncer", () => {
+    expect(loadConfig({}).db.pooler).toBe("none");
+    expect(loadConfig({ DB_POOLER: "pgbouncer" }).db.pooler).toBe("pgbouncer");
+  });
+
+  test("anything else is a configuration error naming the choices", () => {
+    let thrown: unknown;
+    try {
+      loadConfig({ DB_POOLER: "pgpool" });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).problems).toEqual(["DB_POOLER: must be one of none, pgbouncer"]);
+  });
 });
