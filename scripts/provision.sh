@@ -18,6 +18,8 @@ have etcd && have etcdctl ||
   missing+=(chromium) # tests/integration/browser.test.ts drives Debian's Chromium
 [ -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] ||
   missing+=(fonts-liberation) # text in Chromium's pages and screenshots
+[ -x /usr/sbin/pgbouncer ] || have pgbouncer ||
+  missing+=(pgbouncer) # tests/integration/pgbouncer.test.ts runs the service behind it (transaction pooling)
 have promtool ||
   missing+=(prometheus) # promtool checks and unit-tests monitoring/alerts.yml (tests/integration/alerts.test.ts)
 have docker-compose ||

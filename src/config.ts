@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import * as v from "valibot";
+import { POOLERS } from "./db/client-options.ts";
 import { type ConnectionTarget, InvalidDatabaseUrlError, parseDatabaseUrl } from "./db/dsn.ts";
 import { type EmbeddedDatabase, parseEmbeddedUrl } from "./db/embedded.ts";
 
@@ -91,6 +92,7 @@ const EnvironmentSchema = v.object({
   DB_CONNECT_TIMEOUT_MS: integer(5000, 100, 600_000),
   DB_IDLE_TIMEOUT_S: integer(30, 1, 86_400),
   DB_QUERY_TIMEOUT_MS: integer(15_000, 100, 3_600_000),
+  DB_POOLER: v.optional(v.picklist(POOLERS, `must be one of ${POOLERS.join(", ")}`), "none"),
   ETCD_ENDPOINTS: endpoints,
   ETCD_USERNAME: optionalText(),
   ETCD_PASSWORD: optionalText(),
@@ -176,6 +178,8 @@ const ConfigSchema = v.pipe(
       idleTimeoutSeconds: env.DB_IDLE_TIMEOUT_S,
       /** Longest a query may run; PostgreSQL's statement_timeout too. */
       queryTimeoutMs: env.DB_QUERY_TIMEOUT_MS,
+      /** `pgbouncer`: PgBouncer in transaction pooling sits in front of PostgreSQL. */
+      pooler: env.DB_POOLER,
     },
     /** Where the maintenance key lives: etcd, or (`ETCD_ENDPOINTS=memory`) an in-process key, for development. */
     maintenanceSource: maintenanceSource(env),

@@ -44,6 +44,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     connectTimeoutMs: config.db.connectTimeoutMs,
     idleTimeoutSeconds: config.db.idleTimeoutSeconds,
     queryTimeoutMs: config.db.queryTimeoutMs,
+    pooler: config.db.pooler,
     instanceId,
     logger,
   });

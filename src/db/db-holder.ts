@@ -1,19 +1,21 @@
 import postgres from "postgres";
 import { describeError, type Logger } from "../logger.ts";
-import { within } from "../util/sleep.ts";
-import { type ConnectionTarget, hostOptions } from "./dsn.ts";
+import { type CancelTimer, type Clock, systemClock } from "../util/clock.ts";
 import {
-  DatabaseReadOnlyError,
-  DatabaseUnavailableError,
-  errorCode,
-  isConnectionError,
-  isOperational,
-  isStatementError,
-  WriteOutcomeUnknownError,
-} from "./errors.ts";
+  type ClientFactory,
+  type ClientSettings,
+  clientOptions,
+  type Pooler,
+  type PoolShape,
+  type Sql,
+  writeTransaction,
+} from "./client-options.ts";
+import type { ConnectionTarget } from "./dsn.ts";
+import { isConnectionError, isStaleConnection, translateDatabaseError } from "./errors.ts";
+import { Generation } from "./generation.ts";
+import { inTransaction, PendingRun } from "./pending-run.ts";
 
-/** The postgres.js client type used throughout the service. */
-export type Sql = postgres.Sql;
+export type { PoolShape, Sql };
 
 /** Pool settings that stay the same across client generations. */
 export interface DbHolderOptions {
@@ -27,81 +29,25 @@ export interface DbHolderOptions {
    * idle_in_transaction_session_timeout are set to match.
    */
   queryTimeoutMs: number;
+  /** What sits between the service and PostgreSQL (default `none`); see {@link clientOptions}. */
+  pooler?: Pooler;
   /** Distinguishes this process's connections in pg_stat_activity. */
   instanceId: string;
   logger: Logger;
 }
 
-/** The shape of a client: how many connections, and whether its sessions refuse writes. */
-export interface PoolShape {
-  max: number;
-  /** Sessions start with `default_transaction_read_only=on`: PostgreSQL itself refuses writes. */
-  readOnly: boolean;
+/** What a {@link DbHolder} is given instead of reaching for it; unit tests pass fakes. */
+export interface DbHolderDependencies {
+  /** Builds each client generation's postgres.js client (default: `postgres`). */
+  createClient?: ClientFactory;
+  /** Reads the time for deadlines and arms the sweep (default: the system clock). */
+  clock?: Clock;
 }
 
-/** One postgres.js client and what we count about it. */
-interface Generation {
-  readonly id: number;
-  readonly max: number;
-  readonly readOnly: boolean;
-  readonly applicationName: string;
-  readonly sql: Sql;
-  readonly createdAt: number;
-  /** Work running on this client, each with its deadline. */
-  readonly runs: Set<PendingRun<unknown>>;
-  /** Called when `runs` empties, while the client is being retired. */
-  onIdle: (() => void) | null;
-  /** When a query last failed for want of a connection, and when one last succeeded (epoch ms). */
-  lastConnectionError: number;
-  lastSuccess: number;
-}
-
-/** One call of {@link DbHolder.run} waiting on a client, and how to give it up. */
-class PendingRun<T> {
-  /** Settles with the work, or rejects early when aborted. */
-  readonly settled: Promise<T>;
-  /** Set when given up: a write's transaction then rolls back instead of committing. */
-  givenUp = false;
-  /** Set just before a write's COMMIT is sent: from then on, a failure leaves its outcome unknown. */
-  committing = false;
-  private readonly work: Promise<T>;
-  private reject: (error: unknown) => void = () => {};
-
-  constructor(
-    start: (run: PendingRun<T>) => Promise<T>,
-    /** Epoch ms after which it is given up. */
-    readonly deadline: number,
-  ) {
-    this.work = start(this);
-    this.settled = new Promise<T>((resolve, reject) => {
-      this.reject = reject;
-      this.work.then(resolve, (error: unknown) => reject(this.outcome(error)));
-    });
-  }
-
-  /**
-   * Gives up: rejects the caller at once, and cancels a read (removed from the
-   * queue if not yet sent). A write that has not reached its COMMIT never will;
-   * one that has gets {@link WriteOutcomeUnknownError}.
-   */
-  abort(reason: string): void {
-    this.givenUp = true;
-    const cancel = (this.work as { cancel?: () => unknown }).cancel;
-    if (cancel) Promise.resolve(cancel.call(this.work)).catch(() => {});
-    this.reject(this.outcome(new DatabaseUnavailableError(reason)));
-  }
-
-  /** What a failure means for the caller: after COMMIT went out, only an ERROR answer proves it did not apply. */
-  private outcome(error: unknown): unknown {
-    if (!this.committing || isStatementError(error)) return error;
-    return new WriteOutcomeUnknownError("the database did not confirm the COMMIT", { cause: error });
-  }
-}
+const createPostgresClient: ClientFactory = (options) => postgres(options) as unknown as Sql;
 
 const NO_OPTIONS: RunOptions = {};
 
-/** A client is replaced after a connection failure at most this often. */
-const RECYCLE_INTERVAL_MS = 1000;
 /** Longest an observation query (`openConnections`) may wait: /stats must not hang on a saturated pool. */
 const OBSERVATION_TIMEOUT_MS = 2000;
 /** How often deadlines and failed clients are checked. */
@@ -137,21 +83,6 @@ export interface RunOptions {
 }
 
 /**
- * Seconds a connection waits before reconnecting after the `retries`-th failed
- * connection: doubling from 50 ms up to 1 s, with jitter. postgres.js's own
- * (3^retries / 100 s, up to 20 s) counts failures across the whole pool and
- * forgets them only on a success, and the query that asked for the connection
- * waits with it: after an outage of a few seconds, requests hung for 10–20 s
- * once the database was back (cf. porsager/postgres#1193).
- */
-function reconnectDelaySeconds(retries: number): number {
-  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1);
-}
-
-/** Seconds `end()` may take to close a drained client's sockets before destroying them. */
-const END_GRACE_SECONDS = 1;
-
-/**
  * Owns the postgres.js client. Nothing else keeps a client: every query goes
  * through {@link DbHolder.run}, which picks the current generation, counts the
  * query in flight, runs writes in transactions that never commit after their
@@ -160,6 +91,9 @@ const END_GRACE_SECONDS = 1;
  *
  * postgres.js cannot change `max` on a live client, so {@link DbHolder.reconnect}
  * builds a new client and retires the old one once its queries are done.
+ * Building a holder opens nothing and arms no timer: clients connect on their
+ * first query, and the deadline sweep runs from the first {@link DbHolder.run}
+ * until {@link DbHolder.close}.
  */
 export class DbHolder {
   readonly applicationNamePrefix: string;
@@ -168,22 +102,28 @@ export class DbHolder {
   private generations = 0;
   private queriesTotal = 0;
   private queryErrorsTotal = 0;
-  private readonly sweepTimer: ReturnType<typeof setInterval>;
+  private readonly settings: ClientSettings;
+  private readonly createClient: ClientFactory;
+  private readonly clock: Clock;
+  /** Stops the deadline sweep; null before the first run and after close. */
+  private stopSweeping: CancelTimer | null = null;
+  private closed = false;
 
   constructor(
     private readonly target: ConnectionTarget,
     private readonly options: DbHolderOptions,
+    { createClient = createPostgresClient, clock = systemClock }: DbHolderDependencies = {},
   ) {
     this.applicationNamePrefix = `database-service:${options.instanceId}:`;
+    this.settings = { ...options, pooler: options.pooler ?? "none" };
+    this.createClient = createClient;
+    this.clock = clock;
     this.current = this.createGeneration({ max: options.max, readOnly: false });
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
-    // The sweep alone must not keep a process alive (Bun and Node timers can be unref'd).
-    (this.sweepTimer as { unref?: () => void }).unref?.();
   }
 
   /** The shape of the client now in use. */
   get shape(): PoolShape {
-    return { max: this.current.max, readOnly: this.current.readOnly };
+    return { max: this.current.shape.max, readOnly: this.current.shape.readOnly };
   }
 
   /** Queries running now, on the current client and on clients being retired. */
@@ -209,46 +149,42 @@ export class DbHolder {
     try {
       return await this.runOnce(work, options);
     } catch (error) {
-      if (!isStaleConnection(error)) throw translate(error);
+      if (!isStaleConnection(error)) throw translateDatabaseError(error);
       this.options.logger.info("db.retry_after_stale_connection", describeError(error));
       try {
         return await this.runOnce(work, options);
       } catch (retryError) {
-        throw translate(retryError);
+        throw translateDatabaseError(retryError);
       }
     }
   }
 
   /** One attempt on the current client, given up at its deadline. Not async: one promise per query, not three. */
   private runOnce<T>(work: (sql: Sql) => Promise<T>, options: RunOptions): Promise<T> {
+    if (this.stopSweeping === null) this.startSweeping();
     const generation = this.current;
     this.queriesTotal++;
     const start = options.idempotent
       ? () => work(generation.sql)
-      : (run: PendingRun<T>) => inTransaction(generation.sql, work, run, options.admission);
-    const run = new PendingRun(start, Date.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
+      : (run: PendingRun<T>) => inTransaction(generation.sql, generation.transaction, work, run, options.admission);
+    const run = new PendingRun(start, this.clock.now() + (options.timeoutMs ?? this.options.queryTimeoutMs));
     generation.runs.add(run);
     return run.settled.then(
       (result) => {
-        generation.lastSuccess = Date.now();
-        this.finished(generation, run);
+        generation.lastSuccess = this.clock.now();
+        generation.finished(run);
         return result;
       },
       (error: unknown) => {
         this.queryErrorsTotal++;
         if (isConnectionError(error)) {
-          generation.lastConnectionError = Date.now();
+          generation.lastConnectionError = this.clock.now();
           this.recycle(generation);
         }
-        this.finished(generation, run);
+        generation.finished(run);
         throw error;
       },
     );
-  }
-
-  private finished(generation: Generation, run: PendingRun<unknown>): void {
-    generation.runs.delete(run);
-    if (generation.runs.size === 0) generation.onIdle?.();
   }
 
   /**
@@ -277,8 +213,8 @@ export class DbHolder {
   stats(): PoolStats {
     return {
       generation: this.current.id,
-      max: this.current.max,
-      readOnly: this.current.readOnly,
+      max: this.current.shape.max,
+      readOnly: this.current.shape.readOnly,
       applicationName: this.current.applicationName,
       inFlight: this.inFlight,
       queriesTotal: this.queriesTotal,
@@ -310,9 +246,29 @@ export class DbHolder {
     return this.retire(old, drainTimeoutMs);
   }
 
+  /** Ends every client, letting running queries finish for up to `timeoutMs`, and stops the sweep. */
+  async close(timeoutMs: number): Promise<void> {
+    this.closed = true;
+    this.stopSweeping?.();
+    this.stopSweeping = null;
+    // Those retiring already are cut at once; taken before the current client joins them.
+    const retiring = [...this.retiring];
+    await Promise.all([this.retire(this.current, timeoutMs), ...retiring.map((g) => this.retire(g, 0))]);
+  }
+
+  /** Arms the sweep, unless the holder is closed; it re-arms itself after each pass. */
+  private startSweeping(): void {
+    if (this.closed) return;
+    const pass = () => {
+      this.sweep();
+      this.stopSweeping = this.clock.after(SWEEP_INTERVAL_MS, pass);
+    };
+    this.stopSweeping = this.clock.after(SWEEP_INTERVAL_MS, pass);
+  }
+
   /** Gives up runs past their deadline, and replaces a client whose connections failed. */
   private sweep(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const generation of [this.current, ...this.retiring]) {
       for (const run of generation.runs) {
         if (now < run.deadline) continue;
@@ -324,131 +280,39 @@ export class DbHolder {
   }
 
   /**
-   * Replaces a client that met a connection failure, and has not answered a
-   * query since, with a fresh one of the same shape, and ends the old one
-   * (running queries get the end grace). Once its connections have failed,
-   * postgres.js can leave queued queries waiting forever, even after the server
-   * is back (seen with 3.4.9; cf. porsager/postgres#1174); ending the client
-   * rejects them.
+   * Replaces the current client, when its connections failed and it has not
+   * answered a query since, with a fresh one of the same shape, and ends the
+   * old one (running queries get the end grace). Once its connections have
+   * failed, postgres.js can leave queued queries waiting forever, even after
+   * the server is back (seen with 3.4.9; cf. porsager/postgres#1174); ending
+   * the client rejects them.
    */
   private recycle(generation: Generation): void {
-    if (generation !== this.current || Date.now() - generation.createdAt < RECYCLE_INTERVAL_MS) return;
-    if (generation.lastConnectionError === 0 || generation.lastSuccess > generation.lastConnectionError) return;
-    this.current = this.createGeneration({ max: generation.max, readOnly: generation.readOnly });
+    if (generation !== this.current || !generation.connectionsFailed(this.clock.now())) return;
+    this.current = this.createGeneration(generation.shape);
     this.options.logger.warn("db.client_recycled", { from_generation: generation.id, to_generation: this.current.id });
     void this.retire(generation, 0);
   }
 
-  /** Ends every client, letting running queries finish for up to `timeoutMs`. */
-  async close(timeoutMs: number): Promise<void> {
-    clearInterval(this.sweepTimer);
-    await Promise.all([this.retire(this.current, timeoutMs), ...[...this.retiring].map((g) => this.retire(g, 0))]);
-  }
-
+  /** Retires `generation` (once, however often asked), counting its runs in flight until it has ended. */
   private async retire(generation: Generation, drainTimeoutMs: number): Promise<boolean> {
     this.retiring.add(generation);
-    if (generation.runs.size > 0) {
-      const idle = new Promise<void>((resolve) => {
-        generation.onIdle = resolve;
-      });
-      await within(idle, drainTimeoutMs, undefined);
-      generation.onIdle = null;
-    }
-    const drained = generation.runs.size === 0;
-    // end() without a timeout can hang after a connection error (porsager/postgres#1097),
-    // so it gets one, and is raced against our own timer as well.
-    await within(generation.sql.end({ timeout: END_GRACE_SECONDS }), END_GRACE_SECONDS * 1000 + 1000, undefined);
-    // end() rejects the queries on its connections, not those still queued for one.
-    for (const run of generation.runs) run.abort("database client ended");
+    const drained = await generation.retire(drainTimeoutMs);
     this.retiring.delete(generation);
-    this.options.logger.debug("db.client_ended", { generation: generation.id, drained });
     return drained;
   }
 
-  private createGeneration({ max, readOnly }: PoolShape): Generation {
+  private createGeneration(shape: PoolShape): Generation {
     const id = ++this.generations;
     const applicationName = `${this.applicationNamePrefix}${id}`;
-    const { logger, connectTimeoutMs, idleTimeoutSeconds } = this.options;
-    const options: postgres.Options<Record<string, postgres.PostgresType>> = {
-      ...hostOptions(this.target),
-      database: this.target.database,
-      user: this.target.username,
-      ...(this.target.password !== undefined && { password: this.target.password }),
-      ssl: this.target.ssl,
-      // Always a number: a string or undefined `max` silently means 1 in postgres.js.
-      max: Number(max),
-      connect_timeout: connectTimeoutMs / 1000,
-      backoff: reconnectDelaySeconds,
-      idle_timeout: idleTimeoutSeconds,
-      fetch_types: false,
-      // Any setting may be sent at connection start; postgres.js's types name only a few.
-      connection: {
-        application_name: applicationName,
-        TimeZone: "UTC",
-        // The server gives up about when we do: a statement past it is cancelled (57014), and a write's
-        // transaction left open by a client that went away is rolled back (25P03) and its locks freed.
-        statement_timeout: this.options.queryTimeoutMs,
-        idle_in_transaction_session_timeout: this.options.queryTimeoutMs,
-        ...(readOnly && { default_transaction_read_only: "on" }),
-      } as postgres.Options<Record<string, postgres.PostgresType>>["connection"],
-      types: {
-        // TIMESTAMP columns hold UTC wall-clock time (the session runs in UTC);
-        // read them as UTC instead of the process's local zone.
-        utcTimestamp: {
-          to: 1114,
-          from: [1114],
-          serialize: (value: Date) => value.toISOString(),
-          parse: (value: string) => new Date(`${value.replace(" ", "T")}Z`),
-        },
-      },
-      onnotice: (notice) => logger.debug("db.notice", { message: notice.message }),
-    };
-    const sql = postgres(options) as unknown as Sql;
-    return {
+    return new Generation({
       id,
-      max,
-      readOnly,
+      shape: { max: shape.max, readOnly: shape.readOnly },
       applicationName,
-      sql,
-      createdAt: Date.now(),
-      runs: new Set(),
-      onIdle: null,
-      lastConnectionError: 0,
-      lastSuccess: 0,
-    };
+      sql: this.createClient(clientOptions(this.target, shape, applicationName, this.settings)),
+      transaction: writeTransaction(shape, this.settings),
+      createdAt: this.clock.now(),
+      logger: this.options.logger,
+    });
   }
-}
-
-/**
- * Runs a write in a transaction whose COMMIT is sent only while `run` is still
- * waited for: given up before, the transaction rolls back (or is never begun).
- * `admission` is asked once the transaction holds a connection, so a write
- * that waited for one does not start after writes were refused meanwhile.
- */
-function inTransaction<T>(
-  sql: Sql,
-  work: (sql: Sql) => Promise<T>,
-  run: PendingRun<T>,
-  admission: RunOptions["admission"],
-): Promise<T> {
-  return sql.begin(async (tx) => {
-    if (run.givenUp) throw new DatabaseUnavailableError("given up before the write was sent");
-    admission?.admitWrite();
-    // postgres.js's TransactionSql runs tagged queries like Sql; work must not begin, reserve or end.
-    const result = await work(tx as unknown as Sql);
-    if (run.givenUp) throw new DatabaseUnavailableError("given up before COMMIT");
-    run.committing = true;
-    return result;
-  }) as Promise<T>;
-}
-
-function isStaleConnection(error: unknown): boolean {
-  const code = errorCode(error);
-  return code === "CONNECTION_CLOSED" || code === "ECONNRESET" || code === "57P01";
-}
-
-function translate(error: unknown): unknown {
-  if (errorCode(error) === "25006") return new DatabaseReadOnlyError({ cause: error });
-  if (error instanceof DatabaseUnavailableError || !isOperational(error)) return error;
-  return new DatabaseUnavailableError("database unavailable", { cause: error });
 }

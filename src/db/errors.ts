@@ -132,3 +132,25 @@ export function isOperational(error: unknown): boolean {
 export function isStatementError(error: unknown): boolean {
   return (error as { severity?: unknown } | null)?.severity === "ERROR";
 }
+
+/**
+ * True when work met a connection that closed under it before anything could
+ * commit (the first query after a PostgreSQL restart finds its idle
+ * connection gone): the same work may be run once more on a new connection.
+ */
+export function isStaleConnection(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === "CONNECTION_CLOSED" || code === "ECONNRESET" || code === "57P01";
+}
+
+/**
+ * What a database failure means for the service: a write refused by a
+ * read-only session is a {@link DatabaseReadOnlyError}, an operational
+ * condition (see {@link isOperational}) a {@link DatabaseUnavailableError};
+ * anything else (our statement's error) is left as it is.
+ */
+export function translateDatabaseError(error: unknown): unknown {
+  if (errorCode(error) === "25006") return new DatabaseReadOnlyError({ cause: error });
+  if (error instanceof DatabaseUnavailableError || !isOperational(error)) return error;
+  return new DatabaseUnavailableError("database unavailable", { cause: error });
+}

@@ -29,13 +29,14 @@ describe("loadConfig defaults", () => {
     expect(config.database).toEqual({ kind: "server", target: parseDatabaseUrl(DEFAULT_DATABASE_URL) });
   });
 
-  test("the pool defaults to 10 connections, 1 in maintenance, 5 s connect, 30 s idle and 15 s query timeouts", () => {
+  test("the pool defaults to 10 connections, 1 in maintenance, 5 s connect, 30 s idle and 15 s query timeouts, no pooler", () => {
     expect(config.db).toEqual({
       poolMax: 10,
       maintenancePoolMax: 1,
       connectTimeoutMs: 5000,
       idleTimeoutSeconds: 30,
       queryTimeoutMs: 15_000,
+      pooler: "none",
     });
   });
 

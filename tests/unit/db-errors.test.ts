@@ -1,6 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import postgres from "postgres";
-import { isOperational, isStatementError } from "../../src/db/errors.ts";
+import {
+  DatabaseReadOnlyError,
+  DatabaseUnavailableError,
+  isOperational,
+  isStaleConnection,
+  isStatementError,
+  translateDatabaseError,
+} from "../../src/db/errors.ts";
 
 /** An error as postgres.js reports a PostgreSQL ErrorResponse. */
 const postgresError = (code: string, severity = "ERROR") =>
@@ -70,5 +77,46 @@ describe("isStatementError: whether PostgreSQL answered (and so ended the transa
     expect(isStatementError(postgresError("57P01", "FATAL"))).toBe(false);
     expect(isStatementError(driverError("CONNECTION_CLOSED"))).toBe(false);
     expect(isStatementError(new Error("no answer"))).toBe(false);
+  });
+});
+
+describe("isStaleConnection: whether work may run once more on a new connection", () => {
+  test("a connection closed or reset under it, or a server restart (57P01), is stale", () => {
+    for (const error of [
+      driverError("CONNECTION_CLOSED"),
+      driverError("ECONNRESET"),
+      postgresError("57P01", "FATAL"),
+    ]) {
+      expect(isStaleConnection(error)).toBe(true);
+    }
+  });
+
+  test("a refused connection, a timeout or a statement's error is not", () => {
+    for (const error of [driverError("ECONNREFUSED"), driverError("CONNECT_TIMEOUT"), postgresError("57014")]) {
+      expect(isStaleConnection(error)).toBe(false);
+    }
+  });
+});
+
+describe("translateDatabaseError: what a failure means for the service", () => {
+  test("a write refused by a read-only transaction (25006) is a DatabaseReadOnlyError with the cause", () => {
+    const refused = postgresError("25006");
+    const translated = translateDatabaseError(refused);
+    expect(translated).toBeInstanceOf(DatabaseReadOnlyError);
+    expect((translated as Error).cause).toBe(refused);
+  });
+
+  test("an operational condition is a DatabaseUnavailableError with the cause", () => {
+    const timeout = postgresError("57014");
+    const translated = translateDatabaseError(timeout);
+    expect(translated).toBeInstanceOf(DatabaseUnavailableError);
+    expect((translated as Error).cause).toBe(timeout);
+  });
+
+  test("a DatabaseUnavailableError and our own statement errors are left as they are", () => {
+    const givenUp = new DatabaseUnavailableError("database did not answer in time");
+    const taken = postgresError("23505");
+    expect(translateDatabaseError(givenUp)).toBe(givenUp);
+    expect(translateDatabaseError(taken)).toBe(taken);
   });
 });
