@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MaintenanceStatusSchema, maintenanceStatusJson } from "../health/health.schemas.ts";
-import { createRouter, jsonContent, problem } from "../http/openapi.ts";
+import { createRouter, jsonContent, problem, retryAfterHeader } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { MaintenanceObserver } from "../maintenance/manager.ts";
 import { parseMaintenanceValue } from "../maintenance/value.ts";
@@ -32,12 +32,7 @@ const storeUnavailable = {
     "etcd, which holds the key, does not answer: `maintenance-store-unavailable` (nothing was written), or " +
       "`maintenance-write-outcome-unknown` (a write was sent but never confirmed: read the key).",
   ),
-  headers: {
-    "Retry-After": {
-      description: "Seconds to wait before retrying.",
-      schema: { type: "integer" as const, minimum: 0 },
-    },
-  },
+  headers: retryAfterHeader,
 };
 
 const getMaintenance = createRoute({

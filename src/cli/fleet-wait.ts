@@ -1,5 +1,6 @@
 import type { HistoryReset } from "../maintenance/etcd-history.ts";
 import type { Acknowledgement } from "../maintenance/fleet.ts";
+import { within } from "../util/sleep.ts";
 import type { InstanceEntry } from "./acks.ts";
 import { instancesTable } from "./acks.ts";
 import { formatDuration } from "./duration.ts";
@@ -78,18 +79,10 @@ class ChangeSignal {
   };
 
   /** Resolves once a change is recorded (at once if one was since the last call), or after `ms`. */
-  next(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        this.pending = false;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-      if (this.pending) done();
-    });
+  async next(ms: number): Promise<void> {
+    if (!this.pending) await within(new Promise<void>((resolve) => (this.wake = resolve)), ms, undefined);
+    this.wake = undefined;
+    this.pending = false;
   }
 }
 

@@ -3,7 +3,7 @@ import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-cli
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
 import { deleteKey, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
-import { sleep } from "../util/sleep.ts";
+import { within } from "../util/sleep.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
 
 /** An etcd call failed or did not answer in time; the CLI exits 1. */
@@ -49,6 +49,8 @@ export interface InstancesWatch {
 const CALL_BOUND_MS = ETCD_CALL_TIMEOUT_MS + 500;
 /** Longest a closing watch waits for etcd to confirm its cancellation. */
 const WATCH_CANCEL_MS = 1000;
+/** What a call's bounded wait gives when etcd did not answer in time. */
+const NO_ANSWER = Symbol("no answer");
 
 /**
  * The CLI's etcd operations, each bounded: the client's own 5 s deadlines,
@@ -112,9 +114,11 @@ export class MaintenanceStore {
     const watch = {
       ended: false,
       async close() {
-        const cancelled = new AbortController();
-        await Promise.race([watcher.cancel().catch(() => {}), sleep(WATCH_CANCEL_MS, cancelled.signal)]);
-        cancelled.abort();
+        await within(
+          watcher.cancel().catch(() => {}),
+          WATCH_CANCEL_MS,
+          undefined,
+        );
       },
     };
     watcher
@@ -135,23 +139,17 @@ export class MaintenanceStore {
 
   private async bounded<T extends { header: EtcdHeader }>(call: () => Promise<T>): Promise<T> {
     const mark = this.history.mark();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new EtcdCallError(`no answer within ${(CALL_BOUND_MS / 1000).toFixed(1)} s`, true)),
-        CALL_BOUND_MS,
-      );
-    });
+    let response: T | typeof NO_ANSWER;
     try {
-      const response = await Promise.race([call(), deadline]);
-      this.historyReset = this.history.check(response.header, mark) ?? this.historyReset;
-      return response;
+      response = await within(call(), CALL_BOUND_MS, NO_ANSWER);
     } catch (error) {
-      if (error instanceof EtcdCallError) throw error;
       throw new EtcdCallError(describeEtcdError(error), isEtcdUnreachable(error), { cause: error });
-    } finally {
-      clearTimeout(timer);
     }
+    if (response === NO_ANSWER) {
+      throw new EtcdCallError(`no answer within ${(CALL_BOUND_MS / 1000).toFixed(1)} s`, true);
+    }
+    this.historyReset = this.history.check(response.header, mark) ?? this.historyReset;
+    return response;
   }
 }
 

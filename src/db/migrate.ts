@@ -1,4 +1,5 @@
 import { describeError, type Logger } from "../logger.ts";
+import { RetryBackoff } from "../util/backoff.ts";
 import { sleep } from "../util/sleep.ts";
 import type { DbHolder, Sql } from "./db-holder.ts";
 
@@ -33,6 +34,9 @@ const migrations: Migration[] = [
 
 /** Longest the whole migration step may take. */
 const MIGRATION_TIMEOUT_MS = 30 * 60_000;
+
+/** Waits between failed migrations: 0.5 s, doubling, up to 10 s. */
+const RETRY_BACKOFF = { firstMs: 500, maxMs: 10_000 };
 
 /** Arbitrary constant naming our advisory lock ("dbsvc" in hex). */
 const MIGRATION_LOCK_ID = 0x6462737663;
@@ -90,6 +94,7 @@ export function migrateInBackground(
 } {
   const status = { ready: false };
   const done = (async () => {
+    const backoff = new RetryBackoff(RETRY_BACKOFF);
     for (let attempt = 1; !signal.aborted; attempt++) {
       try {
         const applied = await migrate(db);
@@ -97,7 +102,7 @@ export function migrateInBackground(
         logger.info("db.migrated", { applied, attempt });
         return;
       } catch (error) {
-        const delayMs = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
+        const delayMs = backoff.failed();
         logger.error("db.migration_failed", { attempt, retry_in_ms: delayMs, ...describeError(error) });
         await sleep(delayMs, signal);
       }

@@ -21,17 +21,20 @@ export const ProblemSchema = z
 /** Name of the shared 503 response component. */
 export const SERVICE_UNAVAILABLE = "ServiceUnavailable";
 
+/** The Retry-After header of a 503, for a response's `headers`. */
+export const retryAfterHeader = {
+  "Retry-After": {
+    description: "Seconds to wait before retrying.",
+    schema: { type: "integer" as const, minimum: 0 },
+  },
+};
+
 /** The shared 503 response: maintenance or an unreachable database, with Retry-After. */
 export const serviceUnavailableComponent = {
   description:
     "In maintenance, or the database cannot serve the request now. Retry after the given delay. " +
     "A write answered 503 was not applied and never will be.",
-  headers: {
-    "Retry-After": {
-      description: "Seconds to wait before retrying.",
-      schema: { type: "integer" as const, minimum: 0 },
-    },
-  },
+  headers: retryAfterHeader,
   content: {
     [PROBLEM_CONTENT_TYPE]: {
       schema: { $ref: "#/components/schemas/Problem" },

@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { within } from "../util/sleep.ts";
 import { HttpProblem } from "./problem.ts";
 
 /** Largest request body accepted, in bytes. */
@@ -16,6 +17,9 @@ const BODY_READ_TIMEOUT_MS = 10_000;
  * connection before its body arrived: nginx's 499, so it is not a 5xx.
  */
 const CLIENT_CLOSED_REQUEST = 499;
+
+/** What {@link readDeclared}'s wait gives when the body did not arrive in time. */
+const EXPIRED = Symbol("expired");
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const charsetParameter = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
@@ -108,23 +112,15 @@ function decode(bytes: Uint8Array): string {
  * a ReadableStream round trip per chunk). 408 past the deadline, 499 when the client went away.
  */
 async function readDeclared(request: Request): Promise<Uint8Array> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), BODY_READ_TIMEOUT_MS);
-  });
-  const read = request.arrayBuffer();
+  let body: ArrayBuffer | typeof EXPIRED;
   try {
-    return new Uint8Array(await Promise.race([read, expired]));
-  } catch (error) {
-    if (error instanceof HttpProblem) {
-      // The read stays pending until the connection closes.
-      read.catch(() => {});
-      throw error;
-    }
+    body = await within(request.arrayBuffer(), BODY_READ_TIMEOUT_MS, EXPIRED);
+  } catch {
     throw clientClosed();
-  } finally {
-    clearTimeout(timer);
   }
+  // A read past the deadline stays pending until the connection closes; within() has handled its rejection.
+  if (body === EXPIRED) throw timedOut();
+  return new Uint8Array(body);
 }
 
 /** A body without a declared length, chunk by chunk: 413 past the limit, 408 past the deadline, 499 when the client went away. */

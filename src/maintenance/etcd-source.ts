@@ -1,5 +1,6 @@
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import { describeError, type Logger } from "../logger.ts";
+import { RetryBackoff } from "../util/backoff.ts";
 import { sleep } from "../util/sleep.ts";
 import { type EtcdHeader, EtcdHistory } from "./etcd-history.ts";
 import { type KeyClient, readKey } from "./etcd-key.ts";
@@ -15,9 +16,10 @@ const RESYNC_INTERVAL_MS = 30_000;
 const WATCH_RECYCLE_MS = 10 * 60_000;
 /** `connected` means etcd confirmed the state within this; two resyncs missed is not connected. */
 const CONFIRMED_WITHIN_MS = 2 * RESYNC_INTERVAL_MS;
-/** First and longest wait between attempts while etcd does not answer. */
-const RETRY_MIN_MS = 100;
-const RETRY_MAX_MS = 2000;
+/** How long after a watch ended it is rebuilt (from a fresh GET). */
+const REWATCH_DELAY_MS = 100;
+/** Waits between attempts while etcd does not answer: 0.2 s, doubling, up to 2 s. */
+const RETRY_BACKOFF = { firstMs: 200, maxMs: 2000 };
 
 /** The source's intervals; the defaults are the constants above (tests shorten them). */
 export interface EtcdSourceTimings {
@@ -112,19 +114,19 @@ export class EtcdSource implements MaintenanceSource {
   /** GET, watch until the watch ends, repeat; back off while etcd does not answer. */
   private async run(): Promise<void> {
     const { signal } = this.stopping;
-    let failures = 0;
+    const backoff = new RetryBackoff(RETRY_BACKOFF);
     while (!signal.aborted) {
+      let delayMs = REWATCH_DELAY_MS;
       try {
         const revision = await this.read();
-        failures = 0;
+        backoff.succeeded();
         await this.watchFrom(revision + 1);
       } catch (error) {
-        failures++;
+        delayMs = backoff.failed();
         this.markUnavailable(error);
       }
       if (signal.aborted) break;
-      const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(failures, 10));
-      await sleep(delay, signal);
+      await sleep(delayMs, signal);
     }
   }
 

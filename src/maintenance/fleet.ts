@@ -3,6 +3,7 @@ import type { Etcd3, Lease } from "etcd3";
 import type { DbHolder } from "../db/db-holder.ts";
 import type { Logger } from "../logger.ts";
 import { describeError } from "../logger.ts";
+import { RetryBackoff } from "../util/backoff.ts";
 import { sleep } from "../util/sleep.ts";
 import { VERSION } from "../version.ts";
 import type { Gate } from "./gate.ts";
@@ -43,6 +44,8 @@ export const instancesPrefix = (key: string) => `${key}/instances/`;
 
 /** Seconds an acknowledgement outlives its instance. */
 const ACK_LEASE_SECONDS = 10;
+/** Waits between failed writes of the acknowledgement: 0.2 s, doubling, up to 2 s. */
+const RETRY_BACKOFF = { firstMs: 200, maxMs: 2000 };
 
 /**
  * Keeps this instance's acknowledgement in etcd under a short lease (kept
@@ -84,17 +87,19 @@ export class FleetRegistration {
   }
 
   private async flush(): Promise<void> {
-    for (let failures = 0; this.dirty && !this.stopping.signal.aborted; ) {
+    const backoff = new RetryBackoff(RETRY_BACKOFF);
+    while (this.dirty && !this.stopping.signal.aborted) {
       this.dirty = false;
       try {
         const ack = await this.snapshot();
         await this.currentLease().put(this.path).value(JSON.stringify(ack));
-        failures = 0;
+        backoff.succeeded();
       } catch (error) {
-        failures++;
         this.dirty = true;
-        if (failures === 1) this.logger.warn("fleet.publish_failed", { path: this.path, ...describeError(error) });
-        await sleep(Math.min(2000, 100 * 2 ** failures), this.stopping.signal);
+        const delayMs = backoff.failed();
+        if (backoff.failures === 1)
+          this.logger.warn("fleet.publish_failed", { path: this.path, ...describeError(error) });
+        await sleep(delayMs, this.stopping.signal);
       }
     }
   }

@@ -41,14 +41,20 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
   const requests = new RequestMetrics();
   requests.register(registry);
 
-  new Gauge({
-    name: "maintenance_enabled",
-    help: "1 while maintenance is on (mode full or read-only), else 0.",
-    registers,
-    collect() {
-      this.set(gate.closed ? 1 : 0);
-    },
-  });
+  /** A gauge without labels whose value `read` gives at each scrape. */
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+
+  gauge("maintenance_enabled", "1 while maintenance is on (mode full or read-only), else 0.", () =>
+    gate.closed ? 1 : 0,
+  );
   new Gauge({
     name: "maintenance_mode",
     help: "1 for the mode the gate enforces now, 0 for the others.",
@@ -58,43 +64,34 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
       for (const mode of MODES) this.set({ mode }, gate.mode === mode ? 1 : 0);
     },
   });
-  new Gauge({
-    name: "maintenance_since_timestamp_seconds",
-    help: "When maintenance began on this instance (Unix time, seconds); 0 while off.",
-    registers,
-    collect() {
+  gauge(
+    "maintenance_since_timestamp_seconds",
+    "When maintenance began on this instance (Unix time, seconds); 0 while off.",
+    () => {
       const { since } = maintenance.status();
-      this.set(since === null ? 0 : since.getTime() / 1000);
+      return since === null ? 0 : since.getTime() / 1000;
     },
-  });
-  new Gauge({
-    name: "maintenance_window_end_timestamp_seconds",
-    help: "When the maintenance in force ends by its window's end (Unix time, seconds); 0 while off or without an end.",
-    registers,
-    collect() {
+  );
+  gauge(
+    "maintenance_window_end_timestamp_seconds",
+    "When the maintenance in force ends by its window's end (Unix time, seconds); 0 while off or without an end.",
+    () => {
       const end = gate.current.retryUntil;
-      this.set(end === null ? 0 : end / 1000);
+      return end === null ? 0 : end / 1000;
     },
-  });
-  new Gauge({
-    name: "maintenance_drained",
-    help:
-      "1 when no transition runs and the last one finished with every admitted request and old query done in time " +
+  );
+  gauge(
+    "maintenance_drained",
+    "1 when no transition runs and the last one finished with every admitted request and old query done in time " +
       "(the acknowledgement's drained), else 0.",
-    registers,
-    collect() {
-      this.set(maintenance.stableAndDrained ? 1 : 0);
-    },
-  });
+    () => (maintenance.stableAndDrained ? 1 : 0),
+  );
   if (fleet) {
-    new Gauge({
-      name: "maintenance_acknowledgement_pending",
-      help: "1 while this instance's acknowledgement in etcd is behind its state (a write under way or retried), else 0.",
-      registers,
-      collect() {
-        this.set(fleet.pending ? 1 : 0);
-      },
-    });
+    gauge(
+      "maintenance_acknowledgement_pending",
+      "1 while this instance's acknowledgement in etcd is behind its state (a write under way or retried), else 0.",
+      () => (fleet.pending ? 1 : 0),
+    );
   }
   new Counter({
     name: "maintenance_transitions_total",
@@ -127,14 +124,7 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
       }
     },
   });
-  new Gauge({
-    name: "db_pool_max",
-    help: "Configured max connections of the postgres.js client in use.",
-    registers,
-    collect() {
-      this.set(db.shape.max);
-    },
-  });
+  gauge("db_pool_max", "Configured max connections of the postgres.js client in use.", () => db.shape.max);
   new Gauge({
     name: "db_pool_open_connections",
     help: "Connections this instance holds, as pg_stat_activity sees them (absent when the database does not answer).",
@@ -145,14 +135,11 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
       if (open !== null) this.set(open);
     },
   });
-  new Gauge({
-    name: "db_queries_in_flight",
-    help: "Queries running now, on the current client and on clients being retired.",
-    registers,
-    collect() {
-      this.set(db.inFlight);
-    },
-  });
+  gauge(
+    "db_queries_in_flight",
+    "Queries running now, on the current client and on clients being retired.",
+    () => db.inFlight,
+  );
 
   return {
     registry,

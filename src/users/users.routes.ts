@@ -18,6 +18,17 @@ const tooLarge = problem("Body larger than 64 KiB.");
 const timeout = problem("The body did not arrive within 10 s; the connection is closed.");
 const unsupported = problem("Body is not application/json, or not in UTF-8 (a charset other than utf-8).");
 
+/** What a write of a user's JSON body may answer besides its success (and a missing user). */
+const userWriteResponses = {
+  400: badRequest,
+  408: timeout,
+  409: conflict,
+  413: tooLarge,
+  415: unsupported,
+  503: serviceUnavailableRef,
+  504: outcomeUnknownRef,
+};
+
 /** `GET /users` */
 export const listUsers = createRoute({
   method: "get",
@@ -55,13 +66,7 @@ export const createUser = createRoute({
       ...userResponse("The created user."),
       headers: z.object({ location: z.string().openapi({ description: "`/users/{id}` of the new user." }) }),
     },
-    400: badRequest,
-    409: conflict,
-    408: timeout,
-    413: tooLarge,
-    415: unsupported,
-    503: serviceUnavailableRef,
-    504: outcomeUnknownRef,
+    ...userWriteResponses,
   },
 });
 
@@ -91,14 +96,8 @@ export const updateUser = createRoute({
   request: { params: UserIdParamsSchema, body: userBody },
   responses: {
     200: userResponse("The updated user, with a new updated_at."),
-    400: badRequest,
     404: notFound,
-    409: conflict,
-    408: timeout,
-    413: tooLarge,
-    415: unsupported,
-    503: serviceUnavailableRef,
-    504: outcomeUnknownRef,
+    ...userWriteResponses,
   },
 });
 

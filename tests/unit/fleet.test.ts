@@ -1,10 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { hostname } from "node:os";
 import type { Etcd3 } from "etcd3";
-import { silentLogger } from "../../src/logger.ts";
+import { type Logger, silentLogger } from "../../src/logger.ts";
 import { type AcknowledgedParts, type Acknowledgement, startAcknowledging } from "../../src/maintenance/fleet.ts";
 import type { MaintenanceStatus } from "../../src/maintenance/status.ts";
 import { VERSION } from "../../src/version.ts";
+import { captureLogs } from "../helpers/logs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const KEY = "/maintenance/unit";
@@ -12,13 +13,18 @@ const GLOBAL_KEY = "/maintenance/unit-global";
 const INSTANCE = `${hostname().slice(0, 40)}-abcd1234`;
 const ISO_DATE_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-/** etcd's side: every acknowledgement written, under one lease. */
+/** etcd's side: every acknowledgement written, under one lease; the next `refuse` writes fail. */
 function fakeEtcd() {
   const writes: { path: string; ack: Acknowledgement }[] = [];
-  const state = { revoked: false };
+  const state = { revoked: false, refuse: 0, refused: 0 };
   const lease = {
     put: (path: string) => ({
       value: async (json: string) => {
+        if (state.refuse > 0) {
+          state.refuse--;
+          state.refused++;
+          throw new Error("etcd is not answering");
+        }
         writes.push({ path, ack: JSON.parse(json) as Acknowledgement });
       },
     }),
@@ -61,14 +67,15 @@ function fakeParts() {
   return { parts, status, counted, notify };
 }
 
-function start(globalKey: string | null = GLOBAL_KEY) {
+function start(globalKey: string | null = GLOBAL_KEY, { refuse = 0, logger = silentLogger as Logger } = {}) {
   const etcd = fakeEtcd();
+  etcd.state.refuse = refuse;
   const fake = fakeParts();
   const registration = startAcknowledging(
     etcd.client,
     fake.parts,
     { key: KEY, globalKey, instanceId: "abcd1234" },
-    silentLogger,
+    logger,
   );
   return { ...etcd, ...fake, registration };
 }
@@ -161,6 +168,18 @@ describe("fleet acknowledgements", () => {
     );
     await waitFor("the first acknowledgement", () => etcd.writes.length === 1);
     expect(etcd.writes[0]?.ack.open_connections).toBeNull();
+    await registration.close();
+  });
+
+  test("a write etcd refuses is retried until it goes out, pending meanwhile, and logged once for the outage", async () => {
+    const logs = captureLogs();
+    const { writes, state, registration } = start(GLOBAL_KEY, { refuse: 3, logger: logs });
+    expect(registration.pending).toBe(true);
+    // Three waits of the backoff (0.2, 0.4 and 0.8 s), with room for a loaded machine.
+    await waitFor("the acknowledgement to go out after the refusals", () => writes.length === 1, 15_000);
+    expect(state.refused).toBe(3);
+    expect(logs.events("fleet.publish_failed")).toHaveLength(1);
+    await waitFor("the registration to catch up", () => !registration.pending);
     await registration.close();
   });
 
