@@ -41,6 +41,7 @@ export function createInertApp() {
       maintenancePoolMax: 1,
       drainTimeoutMs: 0,
       retryAfterSeconds: config.maintenance.retryAfterSeconds,
+      holdMs: config.maintenance.hold.defaultMs,
       startPolicy: "open",
     },
     gate,

@@ -3,6 +3,7 @@ import * as v from "valibot";
 import { POOLERS } from "./db/client-options.ts";
 import { type ConnectionTarget, InvalidDatabaseUrlError, parseDatabaseUrl } from "./db/dsn.ts";
 import { type EmbeddedDatabase, parseEmbeddedUrl } from "./db/embedded.ts";
+import { DEFAULT_HOLD_LIMITS, HOLD_CAP_MS } from "./maintenance/hold-queue.ts";
 
 /** The seed README's default: a local PostgreSQL with the compose credentials. */
 export const DEFAULT_DATABASE_URL =
@@ -107,6 +108,9 @@ const EnvironmentSchema = v.object({
   MAINTENANCE_START_POLICY: v.optional(v.picklist(["open", "closed"], "must be open or closed"), "open"),
   DRAIN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   RETRY_AFTER_SECONDS: integer(60, 0, 86_400),
+  MAINTENANCE_HOLD_MS: integer(0, 0, HOLD_CAP_MS),
+  MAINTENANCE_HOLD_MAX: integer(DEFAULT_HOLD_LIMITS.maxHeld, 0, 100_000),
+  MAINTENANCE_HOLD_BUDGET_MS: integer(DEFAULT_HOLD_LIMITS.budgetMs, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   IDLE_TIMEOUT_S: integer(120, 0, 255),
   LOG_LEVEL: v.optional(
@@ -194,6 +198,12 @@ const ConfigSchema = v.pipe(
       startPolicy: env.MAINTENANCE_START_POLICY,
       drainTimeoutMs: env.DRAIN_TIMEOUT_MS,
       retryAfterSeconds: env.RETRY_AFTER_SECONDS,
+      /** Holding refused requests while maintenance lasts (the value's `hold_ms` overrides `defaultMs`; 0: off). */
+      hold: {
+        defaultMs: env.MAINTENANCE_HOLD_MS,
+        maxHeld: env.MAINTENANCE_HOLD_MAX,
+        budgetMs: env.MAINTENANCE_HOLD_BUDGET_MS,
+      },
     },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */

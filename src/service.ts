@@ -7,6 +7,7 @@ import { createMaintenanceBackend } from "./maintenance/backend.ts";
 import { Gate } from "./maintenance/gate.ts";
 import { MaintenanceManager } from "./maintenance/manager.ts";
 import { createMetrics } from "./metrics/metrics.ts";
+import { systemClock } from "./util/clock.ts";
 import { Deadline } from "./util/deadline.ts";
 
 /** A running service without its HTTP listener: the app, and how to stop it. */
@@ -49,7 +50,14 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     logger,
   });
   const schema = migrateInBackground(db, logger, stopping.signal);
-  const gate = new Gate(config.maintenance.bypassToken);
+  const { hold } = config.maintenance;
+  // Released requests run at most as many at once as the restored pool has connections.
+  const gate = new Gate(config.maintenance.bypassToken, systemClock, {
+    maxHeld: hold.maxHeld,
+    budgetMs: hold.budgetMs,
+    releaseConcurrency: config.db.poolMax,
+    logger,
+  });
   const backend = createMaintenanceBackend(config, logger);
   const maintenance = new MaintenanceManager(
     {
@@ -57,6 +65,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
       maintenancePoolMax: config.db.maintenancePoolMax,
       drainTimeoutMs: config.maintenance.drainTimeoutMs,
       retryAfterSeconds: config.maintenance.retryAfterSeconds,
+      holdMs: hold.defaultMs,
       startPolicy: config.maintenance.startPolicy,
     },
     gate,

@@ -4,7 +4,13 @@ import type { SchemaStatus } from "../db/migrate.ts";
 import { createRouter, jsonContent } from "../http/openapi.ts";
 import type { Gate } from "../maintenance/gate.ts";
 import type { MaintenanceStatusProvider } from "../maintenance/status.ts";
-import { databaseStatsJson, HealthSchema, maintenanceStatusJson, StatsSchema } from "./health.schemas.ts";
+import {
+  databaseStatsJson,
+  HealthSchema,
+  httpStatsJson,
+  maintenanceStatusJson,
+  StatsSchema,
+} from "./health.schemas.ts";
 
 /** Longest `/health` waits for PostgreSQL before calling it down. */
 const DATABASE_CHECK_TIMEOUT_MS = 2000;
@@ -83,6 +89,7 @@ export function healthRoutes(deps: HealthDeps) {
         reason: m.reason,
         since: m.since,
         retry_after_seconds: m.retry_after_seconds,
+        held_requests: gate.held,
         upcoming_window: m.upcoming_window,
         rejected: m.rejected,
         checks: {
@@ -105,7 +112,7 @@ export function healthRoutes(deps: HealthDeps) {
           maintenance: m.enabled,
           maintenance_status: m,
           database: databaseStatsJson(db.stats(), openConnections),
-          http: { in_flight: gate.inFlight },
+          http: httpStatsJson(gate.inFlight, gate.held, gate.holdOutcomes),
           uptime_seconds: Math.round((Date.now() - startedAt.getTime()) / 100) / 10,
           started_at: startedAt.toISOString(),
         },

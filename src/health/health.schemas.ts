@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { PoolStats } from "../db/db-holder.ts";
+import type { HoldOutcome } from "../maintenance/hold-queue.ts";
 import type {
   KeyStatus,
   MaintenanceStatus,
@@ -177,6 +178,9 @@ export const HealthSchema = z
     reason: z.string().nullable().openapi({ description: "Why maintenance is on." }),
     since: z.string().nullable().openapi({ format: "date-time", description: "When maintenance began." }),
     retry_after_seconds: z.number().int().nullable(),
+    held_requests: z.number().int().openapi({
+      description: "Refused /users requests waiting for maintenance to end (hold mode); they are not in flight.",
+    }),
     upcoming_window: WindowSchema,
     rejected: RejectedSchema,
     checks: z.object({
@@ -187,6 +191,29 @@ export const HealthSchema = z
     timestamp: z.string().openapi({ format: "date-time" }),
   })
   .openapi("Health");
+
+const HoldOutcomesSchema = z
+  .object({
+    released: z.number().int(),
+    timed_out: z.number().int(),
+    overflow: z.number().int(),
+    client_gone: z.number().int(),
+  })
+  .openapi("HoldOutcomes", {
+    description:
+      "Held requests since start, by how they ended: `released` (served once maintenance ended), `timed_out` " +
+      "(503 after their wait or the episode's budget), `overflow` (503 at once: too many held), `client_gone` " +
+      "(dropped, never run).",
+  });
+
+/** The `http` part of `/stats`: requests in flight, and requests held through maintenance. */
+export function httpStatsJson(
+  inFlight: number,
+  held: number,
+  outcomes: Readonly<Record<HoldOutcome, number>>,
+): z.infer<typeof StatsSchema>["http"] {
+  return { in_flight: inFlight, held, hold_outcomes: { ...outcomes } };
+}
 
 /** Body of `GET /stats`. */
 export const StatsSchema = z
@@ -205,7 +232,13 @@ export const StatsSchema = z
       queries_total: z.number().int(),
       query_errors_total: z.number().int(),
     }),
-    http: z.object({ in_flight: z.number().int().openapi({ description: "Admitted /users requests running." }) }),
+    http: z.object({
+      in_flight: z.number().int().openapi({ description: "Admitted /users requests running." }),
+      held: z.number().int().openapi({
+        description: "Refused /users requests waiting for maintenance to end (hold mode); not in flight.",
+      }),
+      hold_outcomes: HoldOutcomesSchema,
+    }),
     uptime_seconds: z.number(),
     started_at: z.string().openapi({ format: "date-time" }),
   })

@@ -1,4 +1,5 @@
 import { type Hook, OpenAPIHono, z } from "@hono/zod-openapi";
+import { HELD_HEADER } from "../maintenance/gate.ts";
 import type { AppEnv } from "./context.ts";
 import { type FieldError, HttpProblem, PROBLEM_CONTENT_TYPE } from "./problem.ts";
 
@@ -34,7 +35,10 @@ export const serviceUnavailableComponent = {
   description:
     "In maintenance, or the database cannot serve the request now. Retry after the given delay. " +
     "A write answered 503 was not applied and never will be.",
-  headers: retryAfterHeader,
+  headers: {
+    ...retryAfterHeader,
+    [HELD_HEADER]: { $ref: `#/components/headers/${HELD_HEADER}` },
+  },
   content: {
     [PROBLEM_CONTENT_TYPE]: {
       schema: { $ref: "#/components/schemas/Problem" },
@@ -80,8 +84,39 @@ export const outcomeUnknownComponent = {
 /** A reference to the shared 504 response. */
 export const outcomeUnknownRef = { $ref: `#/components/responses/${OUTCOME_UNKNOWN}` };
 
-/** Registers the shared responses that routes reference. */
+const HELD_DESCRIPTION =
+  "Present when the request was held because maintenance refused it (hold mode): milliseconds it waited for " +
+  "maintenance to end before it was served, or before this 503.";
+
+/** The header of a held request's response, as a component. */
+const heldHeaderComponent = { description: HELD_DESCRIPTION, schema: { type: "integer" as const, minimum: 0 } };
+
+/** Response headers of a /users operation that maintenance may have held. */
+export const heldHeaders = z.object({
+  [HELD_HEADER]: z.number().int().min(0).optional().openapi({ description: HELD_DESCRIPTION }),
+});
+
+/** Name of the shared `Prefer` parameter component. */
+const PREFER = "Prefer";
+
+/** A reference to the `Prefer` request header (RFC 7240), for a /users operation's `parameters`. */
+export const preferParameterRef = { $ref: `#/components/parameters/${PREFER}` };
+
+/** The `Prefer` request header: how long the client will wait while maintenance holds its request. */
+const preferParameterComponent = {
+  name: "Prefer",
+  in: "header" as const,
+  required: false,
+  description:
+    "RFC 7240. `wait=<seconds>` bounds how long a request refused by maintenance is held (hold mode) before the " +
+    "503; `wait=0` asks for the 503 at once. The maintenance value's `hold_ms` and 8 s bound it too.",
+  schema: { type: "string" as const, example: "wait=3" },
+};
+
+/** Registers the shared responses, headers and parameters that routes reference. */
 export function registerSharedResponses(registry: OpenAPIHono<AppEnv>["openAPIRegistry"]): void {
+  registry.registerComponent("headers", HELD_HEADER, heldHeaderComponent);
+  registry.registerComponent("parameters", PREFER, preferParameterComponent);
   registry.registerComponent("responses", SERVICE_UNAVAILABLE, serviceUnavailableComponent);
   registry.registerComponent("responses", OUTCOME_UNKNOWN, outcomeUnknownComponent);
 }

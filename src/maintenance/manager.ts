@@ -19,6 +19,8 @@ export interface ManagerSettings {
   maintenancePoolMax: number;
   drainTimeoutMs: number;
   retryAfterSeconds: number;
+  /** How long a refused request may wait for maintenance to end, unless the value says (`hold_ms`); 0: not at all. */
+  holdMs: number;
   /** `closed`: start in maintenance until the first key answers. */
   startPolicy: "open" | "closed";
 }
@@ -83,6 +85,7 @@ const START_CLOSED: MaintenanceRequest = {
   mode: "full",
   reason: "Maintenance state is not known yet: waiting for etcd.",
   retryAfterSeconds: null,
+  holdMs: 0,
   start: null,
   end: null,
 };
@@ -300,6 +303,7 @@ export class MaintenanceManager implements MaintenanceObserver {
       detail: request.reason ?? DEFAULT_DETAIL[mode],
       retryAfterSeconds: request.retryAfterSeconds ?? this.settings.retryAfterSeconds,
       retryUntil: request.end?.getTime() ?? null,
+      holdMs: request.holdMs ?? this.settings.holdMs,
     };
   }
 

@@ -65,12 +65,13 @@ export function phaseOf(target: GateSetting, actual: Actual): Phase {
   return inPlace ? "maintenance" : "entering";
 }
 
-/** True when two gate settings refuse the same requests with the same answer. */
+/** True when two gate settings refuse the same requests with the same answer, after the same hold. */
 export function sameSetting(a: GateSetting, b: GateSetting): boolean {
   return (
     a.mode === b.mode &&
     a.detail === b.detail &&
     a.retryAfterSeconds === b.retryAfterSeconds &&
-    a.retryUntil === b.retryUntil
+    a.retryUntil === b.retryUntil &&
+    a.holdMs === b.holdMs
   );
 }

@@ -11,6 +11,8 @@ export interface MaintenanceRequest {
   mode: Mode;
   reason: string | null;
   retryAfterSeconds: number | null;
+  /** How long a refused request may wait for maintenance to end (`hold_ms`); null: the service's default. */
+  holdMs: number | null;
   /** The request applies from `start` (inclusive) to `end` (exclusive); null means unbounded. */
   start: Date | null;
   end: Date | null;
@@ -39,8 +41,11 @@ const timestamp = (name: string) =>
   );
 
 /**
- * The JSON form: `{"mode":"full"|"read-only"|"off","reason":"…","retry_after":120,"start":"…","end":"…"}`,
- * where `"enabled":true` is a synonym of `"mode":"full"` (and `false` of `"off"`).
+ * The JSON form:
+ * `{"mode":"full"|"read-only"|"off","reason":"…","retry_after":120,"hold_ms":3000,"start":"…","end":"…"}`,
+ * where `"enabled":true` is a synonym of `"mode":"full"` (and `false` of `"off"`). A `hold_ms` above the
+ * hold cap is not refused, only capped where it is used: a value turning maintenance on must not be
+ * ignored for asking too long a hold.
  */
 const JsonValueSchema = v.pipe(
   v.strictObject(
@@ -56,10 +61,17 @@ const JsonValueSchema = v.pipe(
           v.maxValue(86_400 * 7, "retry_after must be at most a week"),
         ),
       ),
+      hold_ms: v.optional(
+        v.pipe(
+          v.number("hold_ms must be a number"),
+          v.integer("hold_ms must be whole milliseconds"),
+          v.minValue(0, "hold_ms must not be negative"),
+        ),
+      ),
       start: timestamp("start"),
       end: timestamp("end"),
     },
-    "must be an object of mode (or enabled), reason, retry_after, start and end only",
+    "must be an object of mode (or enabled), reason, retry_after, hold_ms, start and end only",
   ),
   v.check((value) => value.enabled !== undefined || value.mode !== undefined, "enabled or mode is required"),
   v.check(
@@ -71,7 +83,7 @@ const JsonValueSchema = v.pipe(
 
 const request = (mode: Mode, fields: Partial<MaintenanceRequest> = {}): ParsedValue => ({
   ok: true,
-  request: { mode, reason: null, retryAfterSeconds: null, start: null, end: null, ...fields },
+  request: { mode, reason: null, retryAfterSeconds: null, holdMs: null, start: null, end: null, ...fields },
 });
 
 /**
@@ -95,12 +107,13 @@ export function parseMaintenanceValue(raw: string | null): ParsedValue {
   }
   const result = v.safeParse(JsonValueSchema, json);
   if (!result.success) return { ok: false, problem: result.issues.map((issue) => issue.message).join("; ") };
-  const { enabled, mode, reason, retry_after, start, end } = result.output;
+  const { enabled, mode, reason, retry_after, hold_ms, start, end } = result.output;
   const resolved: Mode = mode ?? (enabled ? "full" : "off");
   if (resolved === "off") return request("off");
   return request(resolved, {
     reason: reason ? reason : null,
     retryAfterSeconds: retry_after ?? null,
+    holdMs: hold_ms ?? null,
     start: start ?? null,
     end: end ?? null,
   });
@@ -119,6 +132,7 @@ export function sameRequest(a: MaintenanceRequest, b: MaintenanceRequest): boole
     a.mode === b.mode &&
     a.reason === b.reason &&
     a.retryAfterSeconds === b.retryAfterSeconds &&
+    a.holdMs === b.holdMs &&
     a.start?.getTime() === b.start?.getTime() &&
     a.end?.getTime() === b.end?.getTime()
   );

@@ -6,6 +6,7 @@ import type { DbHolder } from "../db/db-holder.ts";
 import { createRouter } from "../http/openapi.ts";
 import type { FleetRegistration } from "../maintenance/fleet.ts";
 import type { Gate } from "../maintenance/gate.ts";
+import { HOLD_OUTCOMES } from "../maintenance/hold-queue.ts";
 import type { MaintenanceManager } from "../maintenance/manager.ts";
 import { RequestMetrics } from "./request-metrics.ts";
 
@@ -111,6 +112,27 @@ export function createMetrics({ db, gate, maintenance, fleet = null }: MetricsDe
     collect() {
       this.reset();
       this.inc(gate.refusedTotal);
+    },
+  });
+  new Gauge({
+    name: "maintenance_held_requests",
+    help: "Refused requests waiting for maintenance to end (hold mode); they are not in flight.",
+    registers,
+    collect() {
+      this.set(gate.held);
+    },
+  });
+  new Counter({
+    name: "maintenance_hold_outcomes_total",
+    help:
+      "Held requests by how they ended: released (served after maintenance), timed_out (503 after their wait or the " +
+      "episode's budget), overflow (503 at once, too many held), client_gone (dropped, never run).",
+    labelNames: ["outcome"] as const,
+    registers,
+    collect() {
+      this.reset();
+      const outcomes = gate.holdOutcomes;
+      for (const outcome of HOLD_OUTCOMES) this.inc({ outcome }, outcomes[outcome]);
     },
   });
   new Gauge({

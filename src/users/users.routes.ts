@@ -1,5 +1,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { jsonContent, outcomeUnknownRef, problem, serviceUnavailableRef } from "../http/openapi.ts";
+import {
+  heldHeaders,
+  jsonContent,
+  outcomeUnknownRef,
+  preferParameterRef,
+  problem,
+  serviceUnavailableRef,
+} from "../http/openapi.ts";
 import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
 
 const tags = ["users"];
@@ -9,7 +16,10 @@ const userBody = {
   content: { "application/json": { schema: UserInputSchema } },
 } as const;
 
-const userResponse = (description: string) => jsonContent(UserSchema, description);
+const userResponse = (description: string) => ({ ...jsonContent(UserSchema, description), headers: heldHeaders });
+
+/** The `Prefer: wait` header, which bounds a hold through maintenance. */
+const parameters = [preferParameterRef];
 
 const badRequest = problem("Invalid id, query, or body; `errors` names each bad field.");
 const notFound = problem("No user with this id.");
@@ -35,13 +45,14 @@ export const listUsers = createRoute({
   path: "/users",
   operationId: "listUsers",
   tags,
+  parameters,
   summary: "List users",
   description: 'Users in id order, one keyset page at a time. Follow the `Link: rel="next"` header for more.',
   request: { query: ListUsersQuerySchema },
   responses: {
     200: {
       ...jsonContent(z.array(UserSchema), "A page of users."),
-      headers: z.object({
+      headers: heldHeaders.extend({
         link: z
           .string()
           .optional()
@@ -59,12 +70,15 @@ export const createUser = createRoute({
   path: "/users",
   operationId: "createUser",
   tags,
+  parameters,
   summary: "Create a user",
   request: { body: userBody },
   responses: {
     201: {
       ...userResponse("The created user."),
-      headers: z.object({ location: z.string().openapi({ description: "`/users/{id}` of the new user." }) }),
+      headers: heldHeaders.extend({
+        location: z.string().openapi({ description: "`/users/{id}` of the new user." }),
+      }),
     },
     ...userWriteResponses,
   },
@@ -76,6 +90,7 @@ export const getUser = createRoute({
   path: "/users/{id}",
   operationId: "getUser",
   tags,
+  parameters,
   summary: "Get a user",
   request: { params: UserIdParamsSchema },
   responses: {
@@ -92,6 +107,7 @@ export const updateUser = createRoute({
   path: "/users/{id}",
   operationId: "updateUser",
   tags,
+  parameters,
   summary: "Replace a user's name and email",
   request: { params: UserIdParamsSchema, body: userBody },
   responses: {
@@ -107,10 +123,11 @@ export const deleteUser = createRoute({
   path: "/users/{id}",
   operationId: "deleteUser",
   tags,
+  parameters,
   summary: "Delete a user",
   request: { params: UserIdParamsSchema },
   responses: {
-    204: { description: "Deleted." },
+    204: { description: "Deleted.", headers: heldHeaders },
     400: badRequest,
     404: notFound,
     503: serviceUnavailableRef,

@@ -146,7 +146,7 @@ export interface Stats {
     queries_total: number;
     query_errors_total: number;
   };
-  http: { in_flight: number };
+  http: { in_flight: number; held: number; hold_outcomes: Record<string, number> };
 }
 
 /** What `/health` answers. */

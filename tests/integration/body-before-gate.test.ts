@@ -191,7 +191,7 @@ describe("the gate is asked again when a write starts", () => {
         });
       const late = send("late@example.com");
       await inRoute;
-      gate.set({ mode: "full", detail: "Closed for the test.", retryAfterSeconds: 7, retryUntil: null });
+      gate.set({ mode: "full", detail: "Closed for the test.", retryAfterSeconds: 7, retryUntil: null, holdMs: 0 });
       proceed();
       const response = await late;
       expect(response.headers.get("retry-after")).toBe("7");
@@ -221,7 +221,7 @@ describe("the gate is asked again when a write starts", () => {
         () => "written",
         (error: unknown) => error,
       );
-      gate.set({ mode: "full", detail: "Closed while queued.", retryAfterSeconds: 3, retryUntil: null });
+      gate.set({ mode: "full", detail: "Closed while queued.", retryAfterSeconds: 3, retryUntil: null, holdMs: 0 });
       await busy;
       const outcome = await write;
       expect(outcome).toMatchObject({ status: 503, slug: "maintenance", detail: "Closed while queued." });

@@ -118,6 +118,7 @@ describe("in maintenance", () => {
       reason: null,
       since: expect.stringMatching(ISO_DATE_TIME),
       retry_after_seconds: RETRY_AFTER_SECONDS,
+      held_requests: 0,
       upcoming_window: null,
       rejected: null,
       checks: {
@@ -164,7 +165,7 @@ describe("in maintenance", () => {
         // The connection asking is the one connection of the maintenance pool.
         open_connections: 1,
       },
-      http: { in_flight: 0 },
+      http: { in_flight: 0, held: 0 },
     });
     // Queries in flight: at most the fleet acknowledgement's own count of connections, running beside this one.
     expect(stats.database.in_flight).toBeLessThanOrEqual(1);

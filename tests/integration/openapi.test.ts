@@ -13,7 +13,16 @@ setDefaultTimeout(TEST_TIMEOUT_MS);
 /** The slice of an OpenAPI document these tests read. */
 interface Document {
   openapi: string;
-  paths: Record<string, Record<string, { responses: Record<string, { $ref?: string }> }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        parameters?: { $ref?: string; name?: string }[];
+        responses: Record<string, { $ref?: string; headers?: Record<string, unknown> }>;
+      }
+    >
+  >;
   components: { responses: Record<string, { headers?: Record<string, unknown> }> };
 }
 
@@ -76,6 +85,20 @@ describe("OpenAPI document", () => {
       });
     }
     expect(Object.keys(document.components.responses.ServiceUnavailable?.headers ?? {})).toContain("Retry-After");
+  });
+
+  test("every /users operation takes the Prefer header, and its success and 503 say how long a hold took", async () => {
+    const document = await served();
+    const operations = ["/users", "/users/{id}"].flatMap((path) => Object.values(document.paths[path] ?? {}));
+    expect(operations).toHaveLength(5);
+    for (const operation of operations) {
+      expect(operation.parameters).toContainEqual({ $ref: "#/components/parameters/Prefer" });
+      const success = Object.entries(operation.responses).find(([status]) => status.startsWith("2"))?.[1];
+      expect(Object.keys(success?.headers ?? {})).toContain("Maintenance-Held-Ms");
+    }
+    expect(Object.keys(document.components.responses.ServiceUnavailable?.headers ?? {})).toContain(
+      "Maintenance-Held-Ms",
+    );
   });
 });
 

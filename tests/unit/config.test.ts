@@ -52,6 +52,7 @@ describe("loadConfig defaults", () => {
       startPolicy: "open",
       drainTimeoutMs: 30_000,
       retryAfterSeconds: 60,
+      hold: { defaultMs: 0, maxHeld: 256, budgetMs: 10_000 },
     });
     expect(config.shutdownTimeoutMs).toBe(30_000);
     expect(config.idleTimeoutSeconds).toBe(120);
@@ -69,6 +70,16 @@ describe("loadConfig values", () => {
     expect(config.port).toBe(3000);
     expect(config.db.poolMax).toBe(20);
     expect(config.db.maintenancePoolMax).toBe(2);
+  });
+
+  test("the hold settings are read, and a default hold above the 8 s cap is refused", () => {
+    const config = loadConfig({
+      MAINTENANCE_HOLD_MS: "3000",
+      MAINTENANCE_HOLD_MAX: "32",
+      MAINTENANCE_HOLD_BUDGET_MS: "4000",
+    });
+    expect(config.maintenance.hold).toEqual({ defaultMs: 3000, maxHeld: 32, budgetMs: 4000 });
+    expect(problemsOf({ MAINTENANCE_HOLD_MS: "8001" })).toEqual(["MAINTENANCE_HOLD_MS: must be at most 8000"]);
   });
 
   test("PORT=0 (any free port) is accepted", () => {

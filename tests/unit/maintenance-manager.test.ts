@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { PoolShape } from "../../src/db/db-holder.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { Gate, WINDOW_HEADER } from "../../src/maintenance/gate.ts";
+import { Gate, HELD_HEADER, WINDOW_HEADER } from "../../src/maintenance/gate.ts";
 import { MaintenanceManager, type ManagerSettings, type PoolResizer } from "../../src/maintenance/manager.ts";
 import type { MaintenanceSource, Observation } from "../../src/maintenance/source.ts";
 import type { SourceStatus } from "../../src/maintenance/status.ts";
@@ -58,6 +58,7 @@ const settings: ManagerSettings = {
   maintenancePoolMax: 1,
   drainTimeoutMs: 2000,
   retryAfterSeconds: 60,
+  holdMs: 0,
   startPolicy: "open",
 };
 const SHRUNK = { max: 1, readOnly: false };
@@ -264,6 +265,42 @@ describe("MaintenanceManager", () => {
     source.write(null);
     await manager.settled();
     expect(gate.closed).toBe(false);
+  });
+
+  test("hold_ms holds refused requests, not in flight: the pool shrinks under them and is restored before they run", async () => {
+    const { clock, gate, pool, source, manager, admit } = setup();
+    source.write('{"mode":"full","hold_ms":5000}');
+    await manager.settled();
+    const held = admit();
+    await clock.advance(0);
+    expect(gate.held).toBe(1);
+    expect(pool.calls).toEqual([{ ...SHRUNK, gate: "full", inFlight: 0 }]);
+    const heldWhenRestored: number[] = [];
+    const reconnect = pool.reconnect.bind(pool);
+    pool.reconnect = (shape) => {
+      heldWhenRestored.push(gate.held);
+      return reconnect(shape);
+    };
+    await clock.advance(2000);
+    source.write("false");
+    await manager.settled();
+    expect(heldWhenRestored).toEqual([1]);
+    const request = await held;
+    request.release();
+    const response = await request.response;
+    expect(response.status).toBe(200);
+    expect(response.headers.get(HELD_HEADER)).toBe("2000");
+  });
+
+  test("MAINTENANCE_HOLD_MS is the default hold; a value's hold_ms overrides it, and 0 turns it off", async () => {
+    const { gate, source, manager } = setup({ settings: { holdMs: 1500 } });
+    source.write("true");
+    await manager.settled();
+    expect(gate.current.holdMs).toBe(1500);
+    source.write('{"mode":"full","hold_ms":0}');
+    await manager.settled();
+    expect(gate.current.holdMs).toBe(0);
+    expect(manager.status().transitions.map((t) => t.kind)).toEqual(["update", "enter"]);
   });
 
   test("close() cuts a drain short and closes the source", async () => {

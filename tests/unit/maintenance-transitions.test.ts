@@ -15,12 +15,14 @@ const setting = (mode: Exclude<Mode, "off">, detail = "upgrade"): GateSetting =>
   detail,
   retryAfterSeconds: 60,
   retryUntil: null,
+  holdMs: 0,
 });
 
 const OFF = OPEN_SETTING;
 const RO = setting("read-only");
 const FULL = setting("full");
 const FULL_NEW_REASON = setting("full", "disk upgrade, second part");
+const FULL_HOLDING = { ...FULL, holdMs: 3000 };
 
 /** Gate, pool and whether the requests admitted before the gate last closed further are done. */
 const at = (gate: GateSetting, pool: Mode, drained = true): Actual => ({ gate, pool, drained });
@@ -53,6 +55,7 @@ const table: [string, GateSetting, Actual, Step, Phase][] = [
   ["gate full, drained: shrink the pool", FULL, at(FULL, "off"), "resize-pool", "entering"],
   ["full in place", FULL, at(FULL, "full"), "settled", "maintenance"],
   ["full in place, a new reason: the gate's answer changes, nothing else", FULL_NEW_REASON, at(FULL, "full"), "close-gate", "maintenance"],
+  ["full in place, a new hold: the gate's answer changes, nothing else", FULL_HOLDING, at(FULL, "full"), "close-gate", "maintenance"],
   ["draining into full, a new reason: the gate's answer changes first", FULL_NEW_REASON, at(FULL, "off", false), "close-gate", "entering"],
 
   // Between maintenance modes.

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { type ParsedValue, parseMaintenanceValue } from "../../src/maintenance/value.ts";
 
-const none = { reason: null, retryAfterSeconds: null, start: null, end: null };
+const none = { reason: null, retryAfterSeconds: null, holdMs: null, start: null, end: null };
 const on: ParsedValue = { ok: true, request: { mode: "full", ...none } };
 const off: ParsedValue = { ok: true, request: { mode: "off", ...none } };
 
@@ -22,7 +22,22 @@ describe("parseMaintenanceValue", () => {
   test("a JSON object carries reason and retry_after", () => {
     expect(parseMaintenanceValue('{"enabled":true,"reason":"disk upgrade","retry_after":120}')).toEqual({
       ok: true,
-      request: { mode: "full", reason: "disk upgrade", retryAfterSeconds: 120, start: null, end: null },
+      request: { mode: "full", reason: "disk upgrade", retryAfterSeconds: 120, holdMs: null, start: null, end: null },
+    });
+  });
+
+  test("a JSON object carries hold_ms, also beyond the hold cap (capped where it is used)", () => {
+    expect(parseMaintenanceValue('{"mode":"full","hold_ms":5000}')).toEqual({
+      ok: true,
+      request: { mode: "full", ...none, holdMs: 5000 },
+    });
+    expect(parseMaintenanceValue('{"mode":"read-only","hold_ms":60000}')).toEqual({
+      ok: true,
+      request: { mode: "read-only", ...none, holdMs: 60_000 },
+    });
+    expect(parseMaintenanceValue('{"enabled":true,"hold_ms":0}')).toEqual({
+      ok: true,
+      request: { mode: "full", ...none, holdMs: 0 },
     });
   });
 
@@ -45,6 +60,9 @@ describe("parseMaintenanceValue", () => {
     ['{"enabled":true,"retry_after":-1}', "retry_after must not be negative"],
     ['{"enabled":true,"retry_after":1.5}', "retry_after must be whole seconds"],
     ['{"enabled":true,"retry_after":"60"}', "retry_after must be a number"],
+    ['{"enabled":true,"hold_ms":-1}', "hold_ms must not be negative"],
+    ['{"enabled":true,"hold_ms":2.5}', "hold_ms must be whole milliseconds"],
+    ['{"enabled":true,"hold_ms":"5000"}', "hold_ms must be a number"],
     ['{"enabled":true,"surprise":1}', "only"],
   ])("%p is rejected (%s)", (value, problem) => {
     const parsed = parseMaintenanceValue(value);
