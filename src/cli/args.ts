@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { type Mode, parseMaintenanceValue } from "../maintenance/value.ts";
 import { DurationError, parseDuration } from "./duration.ts";
+import { LOCK_LEASE_SECONDS } from "./operation-lock.ts";
 
 export const USAGE = `Usage: maint <command> [options]
 
@@ -10,7 +11,8 @@ Turns maintenance on and off through etcd and shows how every instance follows.
 Commands:
   on       write the maintenance key (full maintenance unless --read-only)
   off      delete the maintenance key (maintenance off)
-  status   show both keys and every instance's acknowledgement
+  status   show both keys, the operation locks and every instance's acknowledgement
+  unlock   break the operation lock, when its holder is gone or stuck (see below)
 
 Options of on:
   --reason <text>          the 503's detail
@@ -19,8 +21,9 @@ Options of on:
   --ttl <duration>         attach an etcd lease: the key disappears (maintenance off) after it
   --start <RFC 3339>       a window: maintenance from this instant ...
   --end <RFC 3339>         ... until this one (each instance applies it on its own clock)
+Options of on, off and unlock:
+  --global                 the fleet key (MAINTENANCE_GLOBAL_KEY) instead of the service key
 Options of on and off:
-  --global                 write the fleet key (MAINTENANCE_GLOBAL_KEY) instead of the service key
   --wait                   wait until every instance acknowledges: drained (on) or out of maintenance (off)
   --timeout <duration>     how long --wait waits (default 60s); exit 1 naming the instances not there
 Options of status:
@@ -33,7 +36,15 @@ Durations: 90s, 30m, 2h, 1h30m (a bare number means seconds).
 Environment: ETCD_ENDPOINTS, ETCD_USERNAME/ETCD_PASSWORD, ETCD_CA_FILE, ETCD_CERT_FILE/ETCD_KEY_FILE,
 MAINTENANCE_KEY (default /maintenance/database-service), MAINTENANCE_GLOBAL_KEY (default /maintenance/global).
 
-Exit codes: 0 done; 1 etcd unreachable, or --wait not satisfied in time; 2 bad usage.`;
+One operation at a time: on and off hold a lock (<key>/lock, under a ${LOCK_LEASE_SECONDS} s etcd lease kept alive
+while they run, --wait included); meanwhile another on or off on that key exits 3 naming the holder. A holder
+that is killed loses the lock with its lease; \`maint unlock\` breaks one whose holder is alive but stuck.
+Ctrl-C during --wait detaches and cancels nothing: the write stands and the instances go on acting on it;
+\`maint status\` shows where each one is. A second Ctrl-C exits at once.
+
+Exit codes: 0 done; 1 etcd unreachable, or --wait not satisfied (timed out, or an instance left before it got
+there); 2 bad usage; 3 another operation holds the lock; 4 detached from --wait by Ctrl-C (the write stands);
+130 interrupted before anything was written.`;
 
 /** One line pointing at the usage, printed after a usage error. */
 export const USAGE_HINT = "Run `maint --help` for usage.";
@@ -69,7 +80,8 @@ export type Invocation =
   | { command: "help" }
   | (Common & Waiting & { command: "on"; value: OnValue; ttlSeconds: number | null })
   | (Common & Waiting & { command: "off" })
-  | (Common & { command: "status"; json: boolean });
+  | (Common & { command: "status"; json: boolean })
+  | (Common & { command: "unlock"; global: boolean });
 
 const OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -89,10 +101,14 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 const WAITING: OptionName[] = ["global", "wait", "timeout"];
-const ALLOWED: Record<"on" | "off" | "status", OptionName[]> = {
+const COMMANDS = ["on", "off", "status", "unlock"] as const;
+type Command = (typeof COMMANDS)[number];
+const isCommand = (word: string): word is Command => (COMMANDS as readonly string[]).includes(word);
+const ALLOWED: Record<Command, OptionName[]> = {
   on: ["reason", "retry-after", "read-only", "ttl", "start", "end", ...WAITING],
   off: WAITING,
   status: ["json"],
+  unlock: ["global"],
 };
 
 /**
@@ -110,9 +126,9 @@ export function parseCommandLine(argv: string[]): Invocation {
   const { values, positionals } = parsed;
   if (values.help) return { command: "help" };
   const [command, ...extra] = positionals;
-  if (command === undefined) throw new UsageError("missing command: on, off or status");
-  if (command !== "on" && command !== "off" && command !== "status") {
-    throw new UsageError(`unknown command "${command}": use on, off or status`);
+  if (command === undefined) throw new UsageError("missing command: on, off, status or unlock");
+  if (!isCommand(command)) {
+    throw new UsageError(`unknown command "${command}": use on, off, status or unlock`);
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
   for (const name of Object.keys(values) as OptionName[]) {
@@ -123,6 +139,7 @@ export function parseCommandLine(argv: string[]): Invocation {
   const endpoints = values.endpoints;
   if (endpoints !== undefined && endpoints.trim() === "") throw new UsageError("--endpoints must not be empty");
   if (command === "status") return { command, endpoints, json: values.json ?? false };
+  if (command === "unlock") return { command, endpoints, global: values.global ?? false };
 
   if (values.timeout !== undefined && !values.wait) throw new UsageError("--timeout only applies with --wait");
   const waiting: Waiting = {

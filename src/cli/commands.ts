@@ -1,3 +1,5 @@
+import { hostname, userInfo } from "node:os";
+import { pid } from "node:process";
 import { type Config, ConfigError, loadConfig } from "../config.ts";
 import { createEtcdClient } from "../maintenance/etcd-client.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
@@ -5,7 +7,15 @@ import { type MaintenanceRequest, modeAt, parseMaintenanceValue } from "../maint
 import { instancesTable } from "./acks.ts";
 import { type Invocation, parseCommandLine, USAGE, USAGE_HINT, UsageError } from "./args.ts";
 import { formatDuration } from "./duration.ts";
+import { EXIT } from "./exit-codes.ts";
 import { type Pending, waitForFleet } from "./fleet-wait.ts";
+import {
+  describeHolder,
+  LOCK_LEASE_SECONDS,
+  type LockHolder,
+  operationLockKey,
+  parseHolder,
+} from "./operation-lock.ts";
 import { type Output, printable, printableJson } from "./output.ts";
 import { EtcdCallError, MaintenanceStore, type StoredKey } from "./store.ts";
 
@@ -28,12 +38,28 @@ interface Keys {
   global: string | null;
 }
 
+/** What a command needs beside its store and keys. */
+interface Context {
+  out: Output;
+  /** The command line, for the lock's holder. */
+  argv: string[];
+  /** Aborted on Ctrl-C. */
+  interrupt: AbortSignal;
+}
+
 /**
  * Runs `maint` with `argv` (the arguments after the script) and `env`;
  * resolves with the exit code: 0 done, 1 etcd unreachable or --wait not
- * satisfied, 2 bad usage or configuration. Always closes its etcd client.
+ * satisfied, 2 bad usage or configuration, and those of {@link EXIT}.
+ * `interrupt` is Ctrl-C: before the write it stops the command, during
+ * `--wait` it detaches. Always releases its lock and closes its etcd client.
  */
-export async function runMaint(argv: string[], env: Record<string, string | undefined>, out: Output): Promise<number> {
+export async function runMaint(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  out: Output,
+  interrupt: AbortSignal = new AbortController().signal,
+): Promise<number> {
   let invocation: Invocation;
   try {
     invocation = parseCommandLine(argv);
@@ -65,7 +91,7 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
     return 2;
   }
   const keys: Keys = { service: config.maintenance.key, global: config.maintenance.globalKey };
-  if (invocation.command !== "status" && invocation.global && keys.global === null) {
+  if ((invocation.command === "status" ? false : invocation.global) && keys.global === null) {
     out.err("maint: --global needs a fleet key, but MAINTENANCE_GLOBAL_KEY is empty");
     return 2;
   }
@@ -73,14 +99,17 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
   const endpoints = etcd.endpoints.join(",");
   const client = createEtcdClient(etcd);
   const store = new MaintenanceStore(client);
+  const context: Context = { out, argv, interrupt };
   try {
     switch (invocation.command) {
       case "on":
-        return await on(store, keys, invocation, out);
+        return await underLock(store, keys, invocation, context, () => on(store, keys, invocation, context));
       case "off":
-        return await off(store, keys, invocation, out);
+        return await underLock(store, keys, invocation, context, () => off(store, keys, invocation, context));
       case "status":
         return await status(store, keys, invocation.json, out);
+      case "unlock":
+        return await unlock(store, writtenKey(keys, invocation), out);
     }
   } catch (error) {
     if (!(error instanceof EtcdCallError)) throw error;
@@ -98,8 +127,89 @@ export async function runMaint(argv: string[], env: Record<string, string | unde
 type OnInvocation = Extract<Invocation, { command: "on" }>;
 type OffInvocation = Extract<Invocation, { command: "off" }>;
 
-async function on(store: MaintenanceStore, keys: Keys, invocation: OnInvocation, out: Output): Promise<number> {
-  const key = invocation.global ? (keys.global as string) : keys.service;
+/** The key a command writes, or whose lock it breaks: the fleet key with --global (checked to exist). */
+const writtenKey = (keys: Keys, { global }: { global: boolean }) => (global ? (keys.global as string) : keys.service);
+
+/**
+ * Runs `operation` holding the operation lock on the key it writes, so two operators' `on`/`off`
+ * (and their waits) never interleave; exits {@link EXIT.locked} naming the holder when another has
+ * it. A Ctrl-C that came while the lock was taken stops here, before anything is written.
+ */
+async function underLock(
+  store: MaintenanceStore,
+  keys: Keys,
+  invocation: { global: boolean },
+  { out, argv, interrupt }: Context,
+  operation: () => Promise<number>,
+): Promise<number> {
+  const lockKey = operationLockKey(writtenKey(keys, invocation));
+  const unlockCommand = invocation.global ? "`maint unlock --global`" : "`maint unlock`";
+  const holder: LockHolder = {
+    operator: operatorName(),
+    pid,
+    command: argv.map(shellWord).join(" "),
+    since: new Date().toISOString(),
+  };
+  const attempt = await store.acquireLock(lockKey, JSON.stringify(holder), LOCK_LEASE_SECONDS);
+  if (!attempt.acquired) {
+    out.err(`maint: another operation holds ${lockKey}: ${describeHolder(attempt.holder, Date.now())}`);
+    out.err(
+      `maint: nothing written; wait for it to end, or break the lock with ${unlockCommand} if its holder is stuck`,
+    );
+    return EXIT.locked;
+  }
+  try {
+    if (interrupt.aborted) {
+      out.err("maint: interrupted: nothing written");
+      return EXIT.interrupted;
+    }
+    return await operation();
+  } finally {
+    const { lost } = await attempt.lock.release();
+    // A history gone back took every lease with it; the command has said so already.
+    if (lost && !store.historyReset) {
+      out.err(
+        `maint: the operation lock ${lockKey} had been lost before the end (broken with ${unlockCommand}, or its ` +
+          "lease expired while etcd was out of reach): another operation may have run alongside this one",
+      );
+    }
+  }
+}
+
+/** `user@host` of whoever runs the command. */
+function operatorName(): string {
+  let user: string;
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry for this uid (some containers).
+    user = "unknown";
+  }
+  return `${user}@${hostname()}`;
+}
+
+/** `word` as a shell would need it written, to show the holder's command line. */
+const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`);
+
+/** Breaks the operation lock on `key`: for a holder that is stuck, alive but not finishing. */
+async function unlock(store: MaintenanceStore, key: string, out: Output): Promise<number> {
+  const lockKey = operationLockKey(key);
+  const broken = await store.breakLock(lockKey);
+  if (broken.value === null) {
+    out.out(`no operation holds ${lockKey}`);
+    return 0;
+  }
+  out.out(`broke ${lockKey}, held by ${describeHolder(broken, Date.now())}`);
+  return 0;
+}
+
+async function on(
+  store: MaintenanceStore,
+  keys: Keys,
+  invocation: OnInvocation,
+  { out, interrupt }: Context,
+): Promise<number> {
+  const key = writtenKey(keys, invocation);
   const value = JSON.stringify(invocation.value);
   const written = await store.write(key, value, invocation.ttlSeconds);
   out.out(`maintenance ${invocation.value.mode}: wrote ${key} = ${value} at revision ${written.revision}`);
@@ -120,11 +230,17 @@ async function on(store: MaintenanceStore, keys: Keys, invocation: OnInvocation,
     writtenKey: key,
     target: { goal: "on", field: invocation.global ? "global_revision" : "revision", revision: written.revision },
     timeoutMs: invocation.timeoutMs,
+    interrupt,
   });
 }
 
-async function off(store: MaintenanceStore, keys: Keys, invocation: OffInvocation, out: Output): Promise<number> {
-  const key = invocation.global ? (keys.global as string) : keys.service;
+async function off(
+  store: MaintenanceStore,
+  keys: Keys,
+  invocation: OffInvocation,
+  { out, interrupt }: Context,
+): Promise<number> {
+  const key = writtenKey(keys, invocation);
   const other = invocation.global ? keys.service : keys.global;
   const deleted = await store.delete(key);
   out.out(
@@ -145,6 +261,7 @@ async function off(store: MaintenanceStore, keys: Keys, invocation: OffInvocatio
       revision: deleted.previous === null ? null : deleted.revision,
     },
     timeoutMs: invocation.timeoutMs,
+    interrupt,
     explain: async () => {
       const cause = other === null ? null : await stillOn(store, other).catch(() => null);
       return (p: Pending) =>
@@ -162,10 +279,12 @@ async function stillOn(store: MaintenanceStore, key: string): Promise<string | n
 }
 
 async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: Output): Promise<number> {
-  const [service, global, { entries: instances }] = await Promise.all([
+  const [service, global, { entries: instances }, serviceLock, globalLock] = await Promise.all([
     store.read(keys.service),
     keys.global === null ? Promise.resolve(null) : store.read(keys.global),
     store.instances(keys.service),
+    store.read(operationLockKey(keys.service)),
+    keys.global === null ? Promise.resolve(null) : store.read(operationLockKey(keys.global)),
   ]);
   const leaseLeft = async (stored: StoredKey | null) =>
     stored?.lease ? await store.leaseSecondsLeft(stored.lease).catch(() => null) : null;
@@ -173,7 +292,7 @@ async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: O
   const now = Date.now();
 
   if (json) {
-    const describe = (stored: StoredKey, leaseSeconds: number | null) => {
+    const describe = (stored: StoredKey, leaseSeconds: number | null, lock: StoredKey | null) => {
       const parsed = parseMaintenanceValue(stored.value);
       return {
         key: stored.key,
@@ -183,12 +302,16 @@ async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: O
         lease_seconds_left: leaseSeconds,
         mode_now: parsed.ok ? modeAt(parsed.request, now) : null,
         problem: parsed.ok ? null : parsed.problem,
+        operation_lock:
+          lock?.value == null
+            ? null
+            : { key: lock.key, lease: lock.lease, value: lock.value, holder: parseHolder(lock.value) },
       };
     };
     const report = {
       store_revision: service.storeRevision,
-      service_key: describe(service, serviceLease),
-      global_key: global && describe(global, globalLease),
+      service_key: describe(service, serviceLease, serviceLock),
+      global_key: global && describe(global, globalLease, globalLock),
       instances: instances.map(({ name, ack, problem }) =>
         ack
           ? { ...ack, age_seconds: Math.max(0, Math.round((now - Date.parse(ack.updated_at)) / 100) / 10) }
@@ -208,6 +331,9 @@ async function status(store: MaintenanceStore, keys: Keys, json: boolean, out: O
   out.out(
     global === null ? "fleet key: none (MAINTENANCE_GLOBAL_KEY is empty)" : line("fleet key", global, globalLease),
   );
+  for (const lock of [serviceLock, globalLock]) {
+    if (lock?.value != null) out.out(`operation lock ${lock.key}: held by ${describeHolder(lock, now)}`);
+  }
   const prefix = instancesPrefix(keys.service);
   if (instances.length === 0) {
     out.out(`no instance acknowledges under ${prefix}`);

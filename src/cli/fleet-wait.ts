@@ -4,6 +4,7 @@ import { within } from "../util/sleep.ts";
 import type { InstanceEntry } from "./acks.ts";
 import { instancesTable } from "./acks.ts";
 import { formatDuration } from "./duration.ts";
+import { EXIT } from "./exit-codes.ts";
 import { type Output, printable } from "./output.ts";
 import { EtcdCallError, type InstancesWatch, type MaintenanceStore } from "./store.ts";
 
@@ -59,6 +60,8 @@ export interface WaitOptions {
   timeoutMs: number;
   /** Adds to each pending instance's reason at the timeout, e.g. the other key still holding maintenance. */
   explain?: (pending: Pending[]) => Promise<(p: Pending) => string>;
+  /** Aborted on Ctrl-C: the wait detaches. */
+  interrupt?: AbortSignal;
 }
 
 /** The store calls {@link waitForFleet} makes: a {@link MaintenanceStore}, or a test's plain object. */
@@ -93,23 +96,47 @@ class ChangeSignal {
  * lease expiring, the watch losing or regaining etcd); a reading that failed is
  * retried. Prints the progress table each time it changes. No instance at all is
  * a failure: nobody can confirm the write was acted on.
+ *
+ * An instance whose acknowledgement disappears before it got there (its lease
+ * expired: killed, or cut off from etcd and perhaps still serving on its last
+ * state; or stopped) is named, and the wait then ends with exit 1 once the
+ * others got there, as Patroni's `pause --wait` names the members that did not
+ * follow. One that comes back under the same name is waited for again.
+ *
+ * `interrupt` (Ctrl-C) detaches, as Nomad's `node drain` monitor does: the wait
+ * stops watching and exits {@link EXIT.detached}; the write stands and the instances
+ * go on acting on it.
  */
 export async function waitForFleet(store: FleetStore, out: Output, options: WaitOptions): Promise<number> {
-  const { serviceKey, target, timeoutMs } = options;
+  const { serviceKey, target, timeoutMs, interrupt } = options;
   const started = performance.now();
   const goal = target.goal === "on" ? "drained" : "out of maintenance";
   const revisionText = target.revision === null ? "" : ` at revision >= ${target.revision}`;
-  out.out(`waiting up to ${formatDuration(timeoutMs)} for every instance to be ${goal}${revisionText}`);
+  out.out(
+    `waiting up to ${formatDuration(timeoutMs)} for every instance to be ${goal}${revisionText} (Ctrl-C detaches)`,
+  );
   const changed = new ChangeSignal();
+  const detached = new Promise<typeof DETACHED>((resolve) => {
+    if (interrupt?.aborted) resolve(DETACHED);
+    interrupt?.addEventListener("abort", () => resolve(DETACHED), { once: true });
+  });
+  interrupt?.addEventListener("abort", changed.set, { once: true });
   let watch: InstancesWatch | undefined;
   let shown = "";
   let entries: InstanceEntry[] = [];
   let lastError: EtcdCallError | null = null;
+  /** The instances not there at the last reading, by name. */
+  let behind = new Map<string, Pending>();
+  /** Instances whose acknowledgement disappeared while not there: name → where they were last. */
+  const gone = new Map<string, string>();
+  const goneList = () => [...gone].map(([name, why]) => printable(`${name} (last: ${why})`)).join(", ");
   try {
     for (;;) {
+      if (interrupt?.aborted) return detach(out, options, performance.now() - started);
       const elapsed = performance.now() - started;
       try {
-        const instances = await store.instances(serviceKey);
+        const instances = await Promise.race([store.instances(serviceKey), detached]);
+        if (instances === DETACHED) return detach(out, options, performance.now() - started);
         entries = instances.entries;
         lastError = null;
         if (!watch || watch.ended) watch = store.watchInstances(serviceKey, instances.storeRevision, changed.set);
@@ -118,25 +145,46 @@ export async function waitForFleet(store: FleetStore, out: Output, options: Wait
         lastError = error;
       }
       if (store.historyReset) return await historyWentBack(store, out, options, store.historyReset);
-      if (!lastError && entries.length === 0) {
+      const pending = lastError ? [] : assess(entries, target);
+      if (!lastError) {
+        const present = new Set(entries.map((entry) => entry.name));
+        for (const name of present) gone.delete(name);
+        for (const [name, last] of behind) {
+          if (present.has(name)) continue;
+          gone.set(name, last.why);
+          out.out(printable(`${name}: acknowledgement gone before it was ${goal} (its lease expired, or it stopped)`));
+        }
+        behind = new Map(pending.map((p) => [p.name, p]));
+      }
+      if (!lastError && entries.length === 0 && gone.size === 0) {
         out.err(
           `maint: no instance acknowledges under ${serviceKey}/instances/: nothing confirms the change ` +
             "(are the instances running, and connected to this etcd?)",
         );
         return 1;
       }
-      const pending = lastError ? [] : assess(entries, target);
       if (!lastError) {
         const table = instancesTable(entries, Date.now(), "progress");
-        if (table !== shown) {
+        if (table !== shown && entries.length > 0) {
           out.out(`[${formatDuration(elapsed)}]`);
           out.out(table);
           shown = table;
         }
         if (pending.length === 0) {
-          const all = entries.length === 1 ? "the one instance" : `all ${entries.length} instances`;
-          out.out(`${all} ${goal} after ${formatDuration(performance.now() - started)}`);
-          return 0;
+          const took = formatDuration(performance.now() - started);
+          if (gone.size === 0) {
+            const all = entries.length === 1 ? "the one instance" : `all ${entries.length} instances`;
+            out.out(`${all} ${goal} after ${took}`);
+            return 0;
+          }
+          const others = entries.length === 1 ? "the other instance" : `the other ${entries.length} instances`;
+          if (entries.length > 0) out.out(`${others} ${goal} after ${took}`);
+          out.err(
+            `maint: ${gone.size} instance${gone.size === 1 ? "" : "s"} left before ${gone.size === 1 ? "it was" : "they were"} ${goal}: ` +
+              `${goneList()}; an acknowledgement goes with its lease when its instance is killed or cut off from etcd ` +
+              "(then it may still serve on its last state): check them before counting on the fleet",
+          );
+          return 1;
         }
       }
       if (performance.now() - started >= timeoutMs) {
@@ -147,9 +195,11 @@ export async function waitForFleet(store: FleetStore, out: Output, options: Wait
           return 1;
         }
         const explain = options.explain ? await options.explain(pending) : (p: Pending) => p.why;
+        const goneText = gone.size === 0 ? "" : `; ${gone.size} left before: ${goneList()}`;
         out.err(
           `maint: timed out after ${formatDuration(timeoutMs)}: ${pending.length} of ${entries.length} instances not ${goal}: ` +
-            pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", "),
+            pending.map((p) => printable(`${p.name} (${explain(p)})`)).join(", ") +
+            goneText,
         );
         return 1;
       }
@@ -157,8 +207,22 @@ export async function waitForFleet(store: FleetStore, out: Output, options: Wait
       await changed.next(lastError ? Math.min(RETRY_MS, left) : left);
     }
   } finally {
+    interrupt?.removeEventListener("abort", changed.set);
     await watch?.close();
   }
+}
+
+/** What an interrupted read resolves with instead of the acknowledgements. */
+const DETACHED = Symbol("detached");
+
+/** Ctrl-C during the wait: says that nothing is cancelled and how to follow it, and exits {@link EXIT.detached}. */
+function detach(out: Output, { writtenKey }: WaitOptions, elapsedMs: number): number {
+  out.err(
+    `maint: detached after ${formatDuration(elapsedMs)}; nothing is cancelled: ${writtenKey} stays as written ` +
+      "and every instance goes on acting on it",
+  );
+  out.err("maint: follow it with `maint status`; the operation lock is released");
+  return EXIT.detached;
 }
 
 /**

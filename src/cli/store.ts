@@ -1,9 +1,10 @@
-import type { Etcd3 } from "etcd3";
+import { Buffer } from "node:buffer";
+import { CompareResult, CompareTarget, type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-client.ts";
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
 import { deleteKey, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
-import { within } from "../util/sleep.ts";
+import { sleep, within } from "../util/sleep.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
 
 /** An etcd call failed or did not answer in time; the CLI exits 1. */
@@ -44,6 +45,19 @@ export interface InstancesWatch {
   readonly ended: boolean;
   close(): Promise<void>;
 }
+
+/** A lock this command holds; see {@link MaintenanceStore.acquireLock}. */
+export interface HeldLock {
+  /**
+   * Stops keeping the lease alive and revokes it, deleting the lock key. Resolves with whether the
+   * lock turned out to be lost before: its lease revoked by someone else (`maint unlock`) or expired
+   * (etcd out of reach for longer than its TTL, or restored without it).
+   */
+  release(): Promise<{ lost: boolean }>;
+}
+
+/** What an attempt to take a lock found: it is ours now, or the key as its holder wrote it. */
+export type LockAttempt = { acquired: true; lock: HeldLock } | { acquired: false; holder: StoredKey };
 
 /** Every etcd call gets this long, beyond the client's own 5 s deadlines, before it counts as unanswered. */
 const CALL_BOUND_MS = ETCD_CALL_TIMEOUT_MS + 500;
@@ -137,8 +151,87 @@ export class MaintenanceStore {
     return watch;
   }
 
+  /**
+   * Writes `value` to `lockKey` under a new lease of `ttlSeconds`, kept alive until released,
+   * if and only if the key does not exist (one transaction); otherwise reads who holds it.
+   * The lease ends the lock when this process dies or loses etcd, so no lock outlives its holder
+   * by more than `ttlSeconds`.
+   */
+  async acquireLock(lockKey: string, value: string, ttlSeconds: number): Promise<LockAttempt> {
+    const lease = this.client.lease(ttlSeconds);
+    // etcd3 emits "lost" when a keep-alive finds the lease gone, and when the first grant fails.
+    let lost = false;
+    lease.on("lost", () => {
+      lost = true;
+    });
+    try {
+      const id = await this.answered(() => lease.grant());
+      const key = Buffer.from(lockKey);
+      const response = await this.bounded(() =>
+        this.client.kv.txn({
+          compare: [{ key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
+          success: [{ request_put: { key, value: Buffer.from(value), lease: id } }],
+          failure: [{ request_range: { key } }],
+        }),
+      );
+      if (!response.succeeded) {
+        await revokeQuietly(lease);
+        const [kv] = response.responses[0]?.response_range.kvs ?? [];
+        const holder: StoredKey = {
+          key: lockKey,
+          value: kv ? kv.value.toString("utf8") : null,
+          revision: kv ? Number(kv.mod_revision) : null,
+          lease: kv && kv.lease !== "0" ? BigInt(kv.lease).toString(16) : null,
+          storeRevision: Number(response.header.revision),
+        };
+        return { acquired: false, holder };
+      }
+      const release = async () => {
+        lease.release();
+        if (lost) return { lost };
+        try {
+          // The RPC, not lease.revoke(), which hides a lease already gone.
+          await this.answered(() => this.client.leaseClient.leaseRevoke({ ID: id }));
+          return { lost: false };
+        } catch (error) {
+          // Not answered: the lease expires by itself within its TTL.
+          return { lost: error instanceof EtcdCallError && error.cause instanceof EtcdLeaseInvalidError };
+        }
+      };
+      return { acquired: true, lock: { release } };
+    } catch (error) {
+      // etcd did not answer: stop the keep-alives without another call it would not answer either;
+      // a lease granted unseen expires within its TTL.
+      lease.release();
+      throw error;
+    }
+  }
+
+  /**
+   * Breaks the lock at `lockKey`: revokes its lease (the key goes with it, and its holder's
+   * keep-alive learns it lost the lock), or deletes the key when it has no lease.
+   * Resolves with what the key held; its value is null when there was no lock.
+   */
+  async breakLock(lockKey: string): Promise<StoredKey> {
+    const held = await this.read(lockKey);
+    if (held.lease !== null) {
+      const lease = held.lease;
+      await this.bounded(() => this.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${lease}`).toString() }));
+    } else if (held.value !== null) {
+      await this.delete(lockKey);
+    }
+    return held;
+  }
+
   private async bounded<T extends { header: EtcdHeader }>(call: () => Promise<T>): Promise<T> {
     const mark = this.history.mark();
+    const response = await this.answered(call);
+    this.historyReset = this.history.check(response.header, mark) ?? this.historyReset;
+    return response;
+  }
+
+  /** `call`'s answer, or an {@link EtcdCallError} when it fails or does not come within {@link CALL_BOUND_MS}. */
+  private async answered<T>(call: () => Promise<T>): Promise<T> {
     let response: T | typeof NO_ANSWER;
     try {
       response = await within(call(), CALL_BOUND_MS, NO_ANSWER);
@@ -148,9 +241,17 @@ export class MaintenanceStore {
     if (response === NO_ANSWER) {
       throw new EtcdCallError(`no answer within ${(CALL_BOUND_MS / 1000).toFixed(1)} s`, true);
     }
-    this.historyReset = this.history.check(response.header, mark) ?? this.historyReset;
     return response;
   }
+}
+
+/** Revokes `lease`, ignoring failures: unrevoked, it expires after its TTL anyway. */
+async function revokeQuietly(lease: Lease): Promise<void> {
+  await within(
+    lease.revoke().catch(() => {}),
+    CALL_BOUND_MS,
+    undefined,
+  );
 }
 
 /** grpc's messages, to one readable line: `14 UNAVAILABLE: No connection established. Last error: …`. */

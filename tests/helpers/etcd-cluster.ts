@@ -43,6 +43,24 @@ export class TestEtcdCluster {
     return `127.0.0.1:${this.member(i).clientPort}`;
   }
 
+  /**
+   * How many watch streams member `i` serves now (its `etcd_debugging_mvcc_watch_stream_total`):
+   * an etcd3 client keeps its watches on one stream to one member it picked, so this tells which
+   * member the clients watching through it depend on. 0 when the member is down.
+   */
+  async watchStreams(i: number): Promise<number> {
+    const metrics = await fetch(`http://${this.endpoint(i)}/metrics`, { signal: AbortSignal.timeout(2000) })
+      .then((r) => r.text())
+      .catch(() => "");
+    const line = metrics.split("\n").find((l) => l.startsWith("etcd_debugging_mvcc_watch_stream_total "));
+    return line ? Number(line.split(" ")[1]) : 0;
+  }
+
+  /** The number of members. */
+  get size(): number {
+    return this.members.length;
+  }
+
   /** Starts member `i` (again, with its data) and waits until it answers. */
   async resume(i: number): Promise<void> {
     const m = this.member(i);

@@ -84,7 +84,7 @@ describe("parseCommandLine", () => {
     });
   });
 
-  test("`off` and `status`", () => {
+  test("`off`, `status` and `unlock`", () => {
     expect(parseCommandLine(["off", "--global", "--wait", "--timeout", "5s"])).toEqual({
       command: "off",
       endpoints: undefined,
@@ -93,6 +93,8 @@ describe("parseCommandLine", () => {
       timeoutMs: 5000,
     });
     expect(parseCommandLine(["status", "--json"])).toEqual({ command: "status", endpoints: undefined, json: true });
+    expect(parseCommandLine(["unlock", "--global"])).toEqual({ command: "unlock", endpoints: undefined, global: true });
+    expect(parseCommandLine(["unlock"])).toEqual({ command: "unlock", endpoints: undefined, global: false });
   });
 
   test("--help and -h win over everything else", () => {
@@ -103,8 +105,8 @@ describe("parseCommandLine", () => {
   test.each([
     [["on", "--frobnicate"], "unknown option --frobnicate"],
     [["on", "-x"], "unknown option -x"],
-    [["frobnicate"], 'unknown command "frobnicate": use on, off or status'],
-    [[], "missing command: on, off or status"],
+    [["frobnicate"], 'unknown command "frobnicate": use on, off, status or unlock'],
+    [[], "missing command: on, off, status or unlock"],
     [["on", "off"], 'unexpected argument "off"'],
     [["on", "--reason"], "option --reason needs a value"],
     [["on", "--retry-after", "-3"], "option --retry-after needs a value"],
@@ -128,6 +130,7 @@ describe("parseCommandLine", () => {
     [["on", "--json"], "option --json does not apply to `maint on`"],
     [["off", "--read-only"], "option --read-only does not apply to `maint off`"],
     [["status", "--wait"], "option --wait does not apply to `maint status`"],
+    [["unlock", "--wait"], "option --wait does not apply to `maint unlock`"],
     [["status", "--endpoints", " "], "--endpoints must not be empty"],
   ])("%p is a usage error", (argv, message) => {
     expect(() => parseCommandLine(argv)).toThrow(UsageError);

@@ -89,14 +89,79 @@ describe("maint --wait", () => {
     expect(state.watches[0]?.closed).toBe(true);
   });
 
-  test("an instance whose entry is deleted (its lease expired) leaves the fleet waited for", async () => {
-    const { store, state, change } = fakeStore([ack("a"), ack("dead", { revision: 3 })]);
+  test("an instance whose entry is deleted before it drained (its lease expired) is named: exit 1 once the rest drained", async () => {
+    const { store, state, change } = fakeStore([ack("a"), ack("dead", { revision: 3 }), ack("b", { revision: 3 })]);
     const out = captureOutput();
     const waiting = waitForFleet(store, out, waitOn());
     await waitFor("the watch", () => state.watches.length === 1);
-    change([ack("a")]);
+    change([ack("a"), ack("b", { revision: 3 })]);
+    await waitFor("the departure", () =>
+      out.stdout.includes("dead: acknowledgement gone before it was drained (its lease expired, or it stopped)"),
+    );
+    change([ack("a"), ack("b")]);
+    expect(await waiting).toBe(1);
+    expect(out.stdout.at(-1)).toMatch(/^the other 2 instances drained after /);
+    expect(out.stderr).toEqual([
+      "maint: 1 instance left before it was drained: dead (last: has not read revision 10 yet (at 3)); an acknowledgement " +
+        "goes with its lease when its instance is killed or cut off from etcd (then it may still serve on its last " +
+        "state): check them before counting on the fleet",
+    ]);
+  });
+
+  test("an instance that drained and then left is not missed: exit 0", async () => {
+    const { store, state, change } = fakeStore([ack("a"), ack("gone"), ack("b", { revision: 3 })]);
+    const out = captureOutput();
+    const waiting = waitForFleet(store, out, waitOn());
+    await waitFor("the watch", () => state.watches.length === 1);
+    change([ack("a"), ack("b", { revision: 3 })]);
+    change([ack("a"), ack("b")]);
     expect(await waiting).toBe(0);
-    expect(out.stdout.at(-1)).toMatch(/^the one instance drained after /);
+    expect(out.stdout.at(-1)).toMatch(/^all 2 instances drained after /);
+    expect(out.stderr).toEqual([]);
+  });
+
+  test("an instance that left and came back under its name is waited for, not named", async () => {
+    const { store, state, change } = fakeStore([ack("b", { revision: 3 }), ack("flaky", { revision: 3 })]);
+    const out = captureOutput();
+    const waiting = waitForFleet(store, out, waitOn());
+    await waitFor("the watch", () => state.watches.length === 1);
+    change([ack("b", { revision: 3 })]);
+    await waitFor("the departure", () => out.stdout.some((line) => line.startsWith("flaky: acknowledgement gone")));
+    change([ack("b", { revision: 3 }), ack("flaky", { revision: 3 })]);
+    await waitFor("the return", () => state.readings === 3);
+    change([ack("b"), ack("flaky")]);
+    expect(await waiting).toBe(0);
+    expect(out.stdout.at(-1)).toMatch(/^all 2 instances drained after /);
+    expect(out.stderr).toEqual([]);
+  });
+
+  test("Ctrl-C detaches: exit 4, saying the write stands and how to follow it; the watch is closed", async () => {
+    const { store, state } = fakeStore([ack("a", { revision: 3 })]);
+    const out = captureOutput();
+    const interrupt = new AbortController();
+    const waiting = waitForFleet(store, out, { ...waitOn(), interrupt: interrupt.signal });
+    await waitFor("the watch", () => state.watches.length === 1);
+    interrupt.abort();
+    expect(await waiting).toBe(4);
+    expect(out.stderr).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^maint: detached after \\S+; nothing is cancelled: ${KEY} stays as written and every instance goes on acting on it$`,
+        ),
+      ),
+      "maint: follow it with `maint status`; the operation lock is released",
+    ]);
+    expect(state.watches[0]?.closed).toBe(true);
+  });
+
+  test("Ctrl-C while a reading hangs detaches at once", async () => {
+    const { store } = fakeStore([]);
+    const out = captureOutput();
+    const interrupt = new AbortController();
+    store.instances = () => new Promise(() => {});
+    const waiting = waitForFleet(store, out, { ...waitOn(), interrupt: interrupt.signal });
+    interrupt.abort();
+    expect(await waiting).toBe(4);
   });
 
   test("a watch etcd cancelled is replaced by one from the next reading's revision", async () => {
