@@ -107,6 +107,7 @@ const EnvironmentSchema = v.object({
   RETRY_AFTER_SECONDS: integer(60, 0, 86_400),
   SHUTDOWN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   IDLE_TIMEOUT_S: integer(120, 0, 255),
+  IDEMPOTENCY_TTL_S: integer(86_400, 1, 604_800),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
     "info",
@@ -191,6 +192,8 @@ const ConfigSchema = v.pipe(
       drainTimeoutMs: env.DRAIN_TIMEOUT_MS,
       retryAfterSeconds: env.RETRY_AFTER_SECONDS,
     },
+    /** How long a write's answer is kept under its Idempotency-Key, and the key bound to its request. */
+    idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_S,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */
     idleTimeoutSeconds: env.IDLE_TIMEOUT_S,

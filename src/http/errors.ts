@@ -68,23 +68,32 @@ function on<E extends Error>(
 
 const cause = (error: Error) => describeError(error.cause ?? error);
 
+const emailTaken = (error: EmailTakenError) =>
+  new HttpProblem({
+    status: 409,
+    slug: "email-taken",
+    title: "Conflict",
+    detail: `A user with email ${error.email} already exists.`,
+    errors: [{ field: "body.email", message: "email is already taken" }],
+  });
+
+/**
+ * The problem for an error that is the client's own, the same whenever the
+ * request is repeated on the same data (a 4xx: a missing user, a taken
+ * email), or undefined for any other error.
+ */
+export function clientProblem(error: unknown): HttpProblem | undefined {
+  if (error instanceof HttpProblem) return error.status < 500 ? error : undefined;
+  return error instanceof EmailTakenError ? emailTaken(error) : undefined;
+}
+
 /**
  * Every error class the app answers, with its problem: the first that matches
  * wins; anything else is a 500 (and a bug).
  */
 const ERROR_RULES: ErrorRule[] = [
   on(HttpProblem, (problem) => problem),
-  on(
-    EmailTakenError,
-    (error) =>
-      new HttpProblem({
-        status: 409,
-        slug: "email-taken",
-        title: "Conflict",
-        detail: `A user with email ${error.email} already exists.`,
-        errors: [{ field: "body.email", message: "email is already taken" }],
-      }),
-  ),
+  on(EmailTakenError, emailTaken),
   on(DatabaseUnavailableError, () => DATABASE_UNREACHABLE, { event: "db.unavailable", fields: cause }),
   on(SchemaNotReadyError, () => SCHEMA_NOT_READY),
   on(DatabaseReadOnlyError, () => READ_ONLY, {

@@ -8,7 +8,7 @@ import {
   WriteOutcomeUnknownError,
 } from "../../src/db/errors.ts";
 import type { AppEnv } from "../../src/http/context.ts";
-import { errorHandler, notFound } from "../../src/http/errors.ts";
+import { clientProblem, errorHandler, notFound } from "../../src/http/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { EmailTakenError } from "../../src/users/users.repository.ts";
 import { captureLogs } from "../helpers/logs.ts";
@@ -180,5 +180,36 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(logs.events("http.unhandled_error")).toMatchObject([
       { level: "error", request_id: REQUEST_ID, error: "secret internals" },
     ]);
+  });
+});
+
+describe("clientProblem: the errors that are the client's own, stored under an Idempotency-Key", () => {
+  test("a 4xx HttpProblem is itself, a taken email its 409 problem", () => {
+    const missing = new HttpProblem({
+      status: 404,
+      slug: "not-found",
+      title: "Not Found",
+      detail: "No user with id 7.",
+    });
+    expect(clientProblem(missing)).toBe(missing);
+    expect(clientProblem(new EmailTakenError("a@example.com"))).toMatchObject({
+      status: 409,
+      slug: "email-taken",
+      detail: "A user with email a@example.com already exists.",
+      errors: [{ field: "body.email", message: "email is already taken" }],
+    });
+  });
+
+  test("a 5xx HttpProblem, a database error or a bug is not", () => {
+    const maintenance = new HttpProblem({
+      status: 503,
+      slug: "maintenance",
+      title: "Service Unavailable",
+      detail: ".",
+    });
+    expect(clientProblem(maintenance)).toBeUndefined();
+    expect(clientProblem(new DatabaseUnavailableError("down"))).toBeUndefined();
+    expect(clientProblem(new WriteOutcomeUnknownError("unknown"))).toBeUndefined();
+    expect(clientProblem(new TypeError("bug"))).toBeUndefined();
   });
 });
