@@ -17,13 +17,16 @@ const DATABASE_RETRY_AFTER_SECONDS = 5;
 /** The message hono/validator gives the 400 it throws when JSON.parse rejects a body: its only mark. */
 const MALFORMED_JSON = "Malformed JSON in request body";
 
+/** How a client retries a write answered 503 or 504, said in their `detail`. */
+const EXACTLY_ONCE = "with the same Idempotency-Key to have it applied exactly once.";
+
 /** A 503 the client may retry after {@link DATABASE_RETRY_AFTER_SECONDS}: nothing was done. */
 const databaseRefused = (slug: string, detail: string) =>
   new HttpProblem({
     status: 503,
     slug,
     title: "Service Unavailable",
-    detail,
+    detail: `${detail} Nothing was written: retry a write ${EXACTLY_ONCE}`,
     headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
   });
 
@@ -34,8 +37,7 @@ const OUTCOME_UNKNOWN = new HttpProblem({
   status: 504,
   slug: "outcome-unknown",
   title: "Gateway Timeout",
-  detail:
-    "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+  detail: `The database did not confirm the write in time: it may or may not have been applied. Retry it ${EXACTLY_ONCE}`,
 });
 const INTERNAL_ERROR = new HttpProblem({
   status: 500,

@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { jsonContent, outcomeUnknownRef, problem, serviceUnavailableRef } from "../http/openapi.ts";
+import { idempotencyKeyParameter } from "../idempotency/idempotency-key.ts";
 import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
 
 const tags = ["users"];
@@ -11,9 +12,14 @@ const userBody = {
 
 const userResponse = (description: string) => jsonContent(UserSchema, description);
 
-const badRequest = problem("Invalid id, query, or body; `errors` names each bad field.");
+const badRequest = problem("Invalid id, query, body or Idempotency-Key; `errors` names each bad field.");
 const notFound = problem("No user with this id.");
-const conflict = problem("Another user already has this email (compared ignoring case).");
+const keyInUse = "a request with the same Idempotency-Key is still running (`idempotency-key-in-use`, Retry-After).";
+const conflict = problem(`Another user already has this email (compared ignoring case), or ${keyInUse}`);
+const keyConflict = problem(`With an Idempotency-Key only: ${keyInUse}`);
+const keyReused = problem(
+  "The Idempotency-Key was first used for another method, path or body (`idempotency-key-reused`).",
+);
 const tooLarge = problem("Body larger than 64 KiB.");
 const timeout = problem("The body did not arrive within 10 s; the connection is closed.");
 const unsupported = problem("Body is not application/json, or not in UTF-8 (a charset other than utf-8).");
@@ -50,6 +56,7 @@ export const createUser = createRoute({
   tags,
   summary: "Create a user",
   request: { body: userBody },
+  parameters: [idempotencyKeyParameter],
   responses: {
     201: {
       ...userResponse("The created user."),
@@ -57,6 +64,7 @@ export const createUser = createRoute({
     },
     400: badRequest,
     409: conflict,
+    422: keyReused,
     408: timeout,
     413: tooLarge,
     415: unsupported,
@@ -89,11 +97,13 @@ export const updateUser = createRoute({
   tags,
   summary: "Replace a user's name and email",
   request: { params: UserIdParamsSchema, body: userBody },
+  parameters: [idempotencyKeyParameter],
   responses: {
     200: userResponse("The updated user, with a new updated_at."),
     400: badRequest,
     404: notFound,
     409: conflict,
+    422: keyReused,
     408: timeout,
     413: tooLarge,
     415: unsupported,
@@ -110,10 +120,13 @@ export const deleteUser = createRoute({
   tags,
   summary: "Delete a user",
   request: { params: UserIdParamsSchema },
+  parameters: [idempotencyKeyParameter],
   responses: {
     204: { description: "Deleted." },
     400: badRequest,
     404: notFound,
+    409: keyConflict,
+    422: keyReused,
     503: serviceUnavailableRef,
     504: outcomeUnknownRef,
   },

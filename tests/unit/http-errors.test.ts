@@ -70,7 +70,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "database-unavailable", "Service Unavailable", "The database is not reachable right now."),
+      body(
+        503,
+        "database-unavailable",
+        "Service Unavailable",
+        "The database is not reachable right now. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.events("db.unavailable")).toMatchObject([
@@ -84,7 +89,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "database-unavailable", "Service Unavailable", "The database schema is not ready yet."),
+      body(
+        503,
+        "database-unavailable",
+        "Service Unavailable",
+        "The database schema is not ready yet. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.lines).toEqual([]);
@@ -96,7 +106,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "read-only", "Service Unavailable", "The service is read-only during maintenance."),
+      body(
+        503,
+        "read-only",
+        "Service Unavailable",
+        "The service is read-only during maintenance. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.events("db.write_refused_read_only")).toMatchObject([{ request_id: REQUEST_ID, path: "/thing" }]);
@@ -113,7 +128,7 @@ describe("errorHandler: one table from error classes to problems", () => {
         504,
         "outcome-unknown",
         "Gateway Timeout",
-        "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+        "The database did not confirm the write in time: it may or may not have been applied. Retry it with the same Idempotency-Key to have it applied exactly once.",
       ),
     );
     expect(logs.events("db.write_outcome_unknown")).toMatchObject([
