@@ -18,6 +18,7 @@ import { errorHandler, notFound } from "../src/http/errors.ts";
 import { observeRequests } from "../src/http/observe.ts";
 import { validationHook } from "../src/http/openapi.ts";
 import { readBody } from "../src/http/read-body.ts";
+import { IdempotentWrites } from "../src/idempotency/idempotent-writes.ts";
 import { createLogger } from "../src/logger.ts";
 import { Gate } from "../src/maintenance/gate.ts";
 import { createMetrics, type MetricsDeps } from "../src/metrics/metrics.ts";
@@ -60,7 +61,7 @@ function buildApp() {
     app.on(["POST", "PUT"], "/users/*", readBody());
     app.use("/users/*", gate.middleware());
   }
-  app.route("/", usersRoutes(users));
+  app.route("/", usersRoutes(users, new IdempotentWrites(config.idempotencyTtlSeconds)));
   app.onError(errorHandler(logger));
   app.notFound(notFound);
   return app;

@@ -59,6 +59,7 @@ export function createInertApp() {
     metrics: createMetrics({ db, gate, maintenance }),
     logger: silentLogger,
     startedAt: new Date(0),
+    idempotencyTtlSeconds: config.idempotencyTtlSeconds,
   });
 }
 

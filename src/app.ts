@@ -10,6 +10,7 @@ import { observeRequests } from "./http/observe.ts";
 import { registerSharedResponses, validationHook } from "./http/openapi.ts";
 import { readBody } from "./http/read-body.ts";
 import { requestPath } from "./http/request-path.ts";
+import { IdempotentWrites } from "./idempotency/idempotent-writes.ts";
 import type { Logger } from "./logger.ts";
 import type { MaintenanceObserver } from "./maintenance/manager.ts";
 import type { MaintenanceWriter } from "./maintenance/writer.ts";
@@ -31,6 +32,8 @@ export interface AppDeps extends HealthDeps {
   logger: Logger;
   admin: AdminDeps | null;
   metrics: Metrics;
+  /** How long a write's answer is kept under its Idempotency-Key. */
+  idempotencyTtlSeconds: number;
 }
 
 /** The OpenAPI document's fixed fields. */
@@ -79,7 +82,8 @@ export function createApp(deps: AppDeps) {
     app.use("/admin/*", adminAuth(token), readBody());
     app.route("/", adminRoutes(key, writer, manager));
   }
-  app.route("/", usersRoutes(new UsersRepository(deps.db, deps.schema, deps.gate)));
+  const users = new UsersRepository(deps.db, deps.schema, deps.gate);
+  app.route("/", usersRoutes(users, new IdempotentWrites(deps.idempotencyTtlSeconds)));
   app.route("/", healthRoutes(deps));
   app.route("/", metricsRoutes(deps.metrics));
   app.route("/", docsRoutes());

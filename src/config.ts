@@ -113,6 +113,7 @@ const EnvironmentSchema = v.object({
   MAINTENANCE_HOLD_BUDGET_MS: integer(DEFAULT_HOLD_LIMITS.budgetMs, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: integer(30_000, 0, 3_600_000),
   IDLE_TIMEOUT_S: integer(120, 0, 255),
+  IDEMPOTENCY_TTL_S: integer(86_400, 1, 604_800),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
     "info",
@@ -205,6 +206,8 @@ const ConfigSchema = v.pipe(
         budgetMs: env.MAINTENANCE_HOLD_BUDGET_MS,
       },
     },
+    /** How long a write's answer is kept under its Idempotency-Key, and the key bound to its request. */
+    idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_S,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     /** Seconds a connection may stay silent before Bun closes it (Bun's default, 10 s, cuts slow requests). */
     idleTimeoutSeconds: env.IDLE_TIMEOUT_S,

@@ -2,6 +2,7 @@ import { createApp } from "./app.ts";
 import type { ServerConfig } from "./config.ts";
 import { DbHolder } from "./db/db-holder.ts";
 import { migrateInBackground } from "./db/migrate.ts";
+import { startKeySweeper } from "./idempotency/key-sweeper.ts";
 import type { Logger } from "./logger.ts";
 import { createMaintenanceBackend } from "./maintenance/backend.ts";
 import { Gate } from "./maintenance/gate.ts";
@@ -79,6 +80,13 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     config.adminToken === null
       ? null
       : { token: config.adminToken, key: config.maintenance.key, writer: backend.writer, manager: maintenance };
+  const sweeper = startKeySweeper({
+    db,
+    schema: schema.status,
+    gate,
+    logger,
+    ttlSeconds: config.idempotencyTtlSeconds,
+  });
   const metrics = createMetrics({ db, gate, maintenance, fleet });
   const app = createApp({
     db,
@@ -89,6 +97,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
     metrics,
     logger,
     startedAt: new Date(),
+    idempotencyTtlSeconds: config.idempotencyTtlSeconds,
   });
   return {
     app,
@@ -104,6 +113,7 @@ export function startService(config: ServerConfig, logger: Logger): Service {
       // The etcd client last: the acknowledgement and the sources (closed by the manager) used it.
       backend.close();
       await deadline.race(schema.done, undefined);
+      await deadline.race(sweeper.stop(), undefined);
       await db.close(deadline.remaining());
     },
   };

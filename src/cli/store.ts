@@ -4,7 +4,7 @@ import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-cli
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
 import { deleteKey, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
-import { sleep, within } from "../util/sleep.ts";
+import { within } from "../util/sleep.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
 
 /** An etcd call failed or did not answer in time; the CLI exits 1. */

@@ -30,6 +30,26 @@ const migrations: Migration[] = [
     name: "unique email ignoring case",
     up: (sql) => sql`CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email))`,
   },
+  {
+    version: 3,
+    name: "idempotency keys",
+    // A write's answer under its Idempotency-Key, bound to its request; see src/idempotency/.
+    up: async (sql) => {
+      await sql`
+        CREATE TABLE IF NOT EXISTS idempotency_keys (
+          key TEXT PRIMARY KEY,
+          method TEXT NOT NULL,
+          path TEXT NOT NULL,
+          fingerprint TEXT NOT NULL,
+          status SMALLINT NOT NULL,
+          headers JSONB NOT NULL,
+          body TEXT,
+          created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+          expires_at TIMESTAMPTZ NOT NULL
+        )`;
+      await sql`CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at ON idempotency_keys (expires_at)`;
+    },
+  },
 ];
 
 /** Longest the whole migration step may take. */

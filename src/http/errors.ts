@@ -17,13 +17,16 @@ const DATABASE_RETRY_AFTER_SECONDS = 5;
 /** The message hono/validator gives the 400 it throws when JSON.parse rejects a body: its only mark. */
 const MALFORMED_JSON = "Malformed JSON in request body";
 
+/** How a client retries a write answered 503 or 504, said in their `detail`. */
+const EXACTLY_ONCE = "with the same Idempotency-Key to have it applied exactly once.";
+
 /** A 503 the client may retry after {@link DATABASE_RETRY_AFTER_SECONDS}: nothing was done. */
 const databaseRefused = (slug: string, detail: string) =>
   new HttpProblem({
     status: 503,
     slug,
     title: "Service Unavailable",
-    detail,
+    detail: `${detail} Nothing was written: retry a write ${EXACTLY_ONCE}`,
     headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
   });
 
@@ -34,8 +37,7 @@ const OUTCOME_UNKNOWN = new HttpProblem({
   status: 504,
   slug: "outcome-unknown",
   title: "Gateway Timeout",
-  detail:
-    "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+  detail: `The database did not confirm the write in time: it may or may not have been applied. Retry it ${EXACTLY_ONCE}`,
 });
 const INTERNAL_ERROR = new HttpProblem({
   status: 500,
@@ -68,23 +70,32 @@ function on<E extends Error>(
 
 const cause = (error: Error) => describeError(error.cause ?? error);
 
+const emailTaken = (error: EmailTakenError) =>
+  new HttpProblem({
+    status: 409,
+    slug: "email-taken",
+    title: "Conflict",
+    detail: `A user with email ${error.email} already exists.`,
+    errors: [{ field: "body.email", message: "email is already taken" }],
+  });
+
+/**
+ * The problem for an error that is the client's own, the same whenever the
+ * request is repeated on the same data (a 4xx: a missing user, a taken
+ * email), or undefined for any other error.
+ */
+export function clientProblem(error: unknown): HttpProblem | undefined {
+  if (error instanceof HttpProblem) return error.status < 500 ? error : undefined;
+  return error instanceof EmailTakenError ? emailTaken(error) : undefined;
+}
+
 /**
  * Every error class the app answers, with its problem: the first that matches
  * wins; anything else is a 500 (and a bug).
  */
 const ERROR_RULES: ErrorRule[] = [
   on(HttpProblem, (problem) => problem),
-  on(
-    EmailTakenError,
-    (error) =>
-      new HttpProblem({
-        status: 409,
-        slug: "email-taken",
-        title: "Conflict",
-        detail: `A user with email ${error.email} already exists.`,
-        errors: [{ field: "body.email", message: "email is already taken" }],
-      }),
-  ),
+  on(EmailTakenError, emailTaken),
   on(DatabaseUnavailableError, () => DATABASE_UNREACHABLE, { event: "db.unavailable", fields: cause }),
   on(SchemaNotReadyError, () => SCHEMA_NOT_READY),
   on(DatabaseReadOnlyError, () => READ_ONLY, {

@@ -34,7 +34,7 @@ export const retryAfterHeader = {
 export const serviceUnavailableComponent = {
   description:
     "In maintenance, or the database cannot serve the request now. Retry after the given delay. " +
-    "A write answered 503 was not applied and never will be.",
+    "A write answered 503 was not applied and never will be: retry it with the same Idempotency-Key.",
   headers: {
     ...retryAfterHeader,
     [HELD_HEADER]: { $ref: `#/components/headers/${HELD_HEADER}` },
@@ -64,7 +64,8 @@ export const OUTCOME_UNKNOWN = "OutcomeUnknown";
 export const outcomeUnknownComponent = {
   description:
     "The write was sent to the database and its COMMIT was not confirmed in time: it may or may not have been " +
-    "applied. Read the resource to learn which before retrying.",
+    "applied. Retry it with the same Idempotency-Key to have it applied exactly once (its answer is replayed " +
+    "if it was), or read the resource to learn which.",
   content: {
     [PROBLEM_CONTENT_TYPE]: {
       schema: { $ref: "#/components/schemas/Problem" },
@@ -73,7 +74,7 @@ export const outcomeUnknownComponent = {
         title: "Gateway Timeout",
         status: 504,
         detail:
-          "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+          "The database did not confirm the write in time: it may or may not have been applied. Retry it with the same Idempotency-Key to have it applied exactly once.",
         instance: "/users",
         request_id: "6f1c1a8e-2a4b-4c3d-9e8f-0a1b2c3d4e5f",
       },

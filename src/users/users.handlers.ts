@@ -1,5 +1,10 @@
+import type { Context } from "hono";
+import type { Sql } from "../db/db-holder.ts";
+import type { AppEnv } from "../http/context.ts";
 import { createRouter } from "../http/openapi.ts";
 import { HttpProblem } from "../http/problem.ts";
+import { IDEMPOTENCY_KEY_HEADER, parseIdempotencyKey } from "../idempotency/idempotency-key.ts";
+import type { IdempotentWrites } from "../idempotency/idempotent-writes.ts";
 import type { UsersRepository } from "./users.repository.ts";
 import { createUser, deleteUser, getUser, listUsers, updateUser } from "./users.routes.ts";
 import { PAGE, type User } from "./users.schemas.ts";
@@ -18,9 +23,26 @@ const userNotFound = (id: number) =>
 /**
  * The `/users` routes, backed by `users`. A write passes the request's own
  * admission (set by the gate for a bypassed request) so the repository asks
- * the right one when the write starts.
+ * the right one when the write starts. A write with an `Idempotency-Key` runs
+ * once through `keyed`, its answer built in its transaction; one without a
+ * key costs nothing more than before.
  */
-export function usersRoutes(users: UsersRepository) {
+export function usersRoutes(users: UsersRepository, keyed: IdempotentWrites) {
+  /**
+   * Runs `work` once for the key (the header's value) in one write
+   * transaction, or replays its stored answer. A replay is an answer of the
+   * route rebuilt from its row, which the route's response types cannot follow.
+   */
+  const writeOnce = async <R extends Response>(
+    c: Context<AppEnv>,
+    header: string,
+    body: unknown,
+    work: (sql: Sql) => Promise<R>,
+  ): Promise<R> => {
+    const request = await keyed.bind(c, parseIdempotencyKey(header), body);
+    return (await users.write(keyed.once(c, request, work), c.get("writeAdmission"))) as R;
+  };
+
   return createRouter()
     .openapi(listUsers, async (c) => {
       const { limit = PAGE.default, after } = c.req.valid("query");
@@ -30,9 +52,14 @@ export function usersRoutes(users: UsersRepository) {
       return c.json(page.users.map(toJson), 200);
     })
     .openapi(createUser, async (c) => {
-      const user = await users.create(c.req.valid("json"), c.get("writeAdmission"));
-      c.header("Location", `/users/${user.id}`);
-      return c.json(toJson(user), 201);
+      const input = c.req.valid("json");
+      const created = (user: User) => {
+        c.header("Location", `/users/${user.id}`);
+        return c.json(toJson(user), 201);
+      };
+      const key = c.req.header(IDEMPOTENCY_KEY_HEADER);
+      if (key !== undefined) return writeOnce(c, key, input, async (sql) => created(await users.insert(sql, input)));
+      return created(await users.create(input, c.get("writeAdmission")));
     })
     .openapi(getUser, async (c) => {
       const { id } = c.req.valid("param");
@@ -42,13 +69,24 @@ export function usersRoutes(users: UsersRepository) {
     })
     .openapi(updateUser, async (c) => {
       const { id } = c.req.valid("param");
-      const user = await users.update(id, c.req.valid("json"), c.get("writeAdmission"));
-      if (!user) throw userNotFound(id);
-      return c.json(toJson(user), 200);
+      const input = c.req.valid("json");
+      const updated = (user: User | undefined) => {
+        if (!user) throw userNotFound(id);
+        return c.json(toJson(user), 200);
+      };
+      const key = c.req.header(IDEMPOTENCY_KEY_HEADER);
+      if (key !== undefined)
+        return writeOnce(c, key, input, async (sql) => updated(await users.replace(sql, id, input)));
+      return updated(await users.update(id, input, c.get("writeAdmission")));
     })
     .openapi(deleteUser, async (c) => {
       const { id } = c.req.valid("param");
-      if (!(await users.delete(id, c.get("writeAdmission")))) throw userNotFound(id);
-      return c.body(null, 204);
+      const deleted = (found: boolean) => {
+        if (!found) throw userNotFound(id);
+        return c.body(null, 204);
+      };
+      const key = c.req.header(IDEMPOTENCY_KEY_HEADER);
+      if (key !== undefined) return writeOnce(c, key, undefined, async (sql) => deleted(await users.remove(sql, id)));
+      return deleted(await users.delete(id, c.get("writeAdmission")));
     });
 }

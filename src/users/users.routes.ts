@@ -7,6 +7,7 @@ import {
   problem,
   serviceUnavailableRef,
 } from "../http/openapi.ts";
+import { idempotencyKeyParameter } from "../idempotency/idempotency-key.ts";
 import { ListUsersQuerySchema, UserIdParamsSchema, UserInputSchema, UserSchema } from "./users.schemas.ts";
 
 const tags = ["users"];
@@ -20,10 +21,17 @@ const userResponse = (description: string) => ({ ...jsonContent(UserSchema, desc
 
 /** The `Prefer: wait` header, which bounds a hold through maintenance. */
 const parameters = [preferParameterRef];
+/** A write's parameters: `Prefer`, and the `Idempotency-Key` that makes its retry exactly-once. */
+const writeParameters = [...parameters, idempotencyKeyParameter];
 
-const badRequest = problem("Invalid id, query, or body; `errors` names each bad field.");
+const badRequest = problem("Invalid id, query, body or Idempotency-Key; `errors` names each bad field.");
 const notFound = problem("No user with this id.");
-const conflict = problem("Another user already has this email (compared ignoring case).");
+const keyInUse = "a request with the same Idempotency-Key is still running (`idempotency-key-in-use`, Retry-After).";
+const conflict = problem(`Another user already has this email (compared ignoring case), or ${keyInUse}`);
+const keyConflict = problem(`With an Idempotency-Key only: ${keyInUse}`);
+const keyReused = problem(
+  "The Idempotency-Key was first used for another method, path or body (`idempotency-key-reused`).",
+);
 const tooLarge = problem("Body larger than 64 KiB.");
 const timeout = problem("The body did not arrive within 10 s; the connection is closed.");
 const unsupported = problem("Body is not application/json, or not in UTF-8 (a charset other than utf-8).");
@@ -34,6 +42,7 @@ const userWriteResponses = {
   408: timeout,
   409: conflict,
   413: tooLarge,
+  422: keyReused,
   415: unsupported,
   503: serviceUnavailableRef,
   504: outcomeUnknownRef,
@@ -70,7 +79,7 @@ export const createUser = createRoute({
   path: "/users",
   operationId: "createUser",
   tags,
-  parameters,
+  parameters: writeParameters,
   summary: "Create a user",
   request: { body: userBody },
   responses: {
@@ -107,7 +116,7 @@ export const updateUser = createRoute({
   path: "/users/{id}",
   operationId: "updateUser",
   tags,
-  parameters,
+  parameters: writeParameters,
   summary: "Replace a user's name and email",
   request: { params: UserIdParamsSchema, body: userBody },
   responses: {
@@ -123,13 +132,15 @@ export const deleteUser = createRoute({
   path: "/users/{id}",
   operationId: "deleteUser",
   tags,
-  parameters,
+  parameters: writeParameters,
   summary: "Delete a user",
   request: { params: UserIdParamsSchema },
   responses: {
     204: { description: "Deleted.", headers: heldHeaders },
     400: badRequest,
     404: notFound,
+    409: keyConflict,
+    422: keyReused,
     503: serviceUnavailableRef,
     504: outcomeUnknownRef,
   },

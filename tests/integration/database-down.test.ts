@@ -27,7 +27,8 @@ const databaseUnavailable = (instance: string) => ({
   status: 503,
   type: "database-unavailable",
   title: "Service Unavailable",
-  detail: "The database is not reachable right now.",
+  detail:
+    "The database is not reachable right now. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
   instance,
 });
 
@@ -54,7 +55,8 @@ describe("a service whose database never answered", () => {
     status: 503,
     type: "database-unavailable",
     title: "Service Unavailable",
-    detail: "The database schema is not ready yet.",
+    detail:
+      "The database schema is not ready yet. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
     instance,
   });
 

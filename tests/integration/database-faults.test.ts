@@ -14,7 +14,8 @@ const databaseUnavailable = (instance: string): ExpectedProblem => ({
   status: 503,
   type: "database-unavailable",
   title: "Service Unavailable",
-  detail: "The database is not reachable right now.",
+  detail:
+    "The database is not reachable right now. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
   instance,
 });
 

@@ -161,7 +161,8 @@ describe('{"mode":"read-only"}', () => {
       status: 503,
       type: "read-only",
       title: "Service Unavailable",
-      detail: "The service is read-only during maintenance.",
+      detail:
+        "The service is read-only during maintenance. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
       instance: "/users",
     });
     const [count] = await database.sql<

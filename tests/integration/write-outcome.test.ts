@@ -74,7 +74,8 @@ const databaseUnavailable = (instance: string) => ({
   status: 503,
   type: "database-unavailable",
   title: "Service Unavailable",
-  detail: "The database is not reachable right now.",
+  detail:
+    "The database is not reachable right now. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
   instance,
 });
 
@@ -129,7 +130,7 @@ describe("writes behind a network partition", () => {
       type: "outcome-unknown",
       title: "Gateway Timeout",
       detail:
-        "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+        "The database did not confirm the write in time: it may or may not have been applied. Retry it with the same Idempotency-Key to have it applied exactly once.",
       instance: "/users",
     });
 

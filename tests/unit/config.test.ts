@@ -59,6 +59,10 @@ describe("loadConfig defaults", () => {
     expect(config.logLevel).toBe("info");
   });
 
+  test("a write's answer is kept 24 h under its Idempotency-Key", () => {
+    expect(config.idempotencyTtlSeconds).toBe(86_400);
+  });
+
   test("variables the service does not know are ignored", () => {
     expect(loadConfig({ PATH: "/bin", SOMETHING_ELSE: "x" })).toEqual(config);
   });
@@ -169,6 +173,12 @@ describe("loadConfig rejects bad values, naming each variable", () => {
 
   test("DB_POOL_MAX=0 is below the minimum", () => {
     expect(problemsOf({ DB_POOL_MAX: "0" })).toEqual(["DB_POOL_MAX: must be at least 1"]);
+  });
+
+  test("IDEMPOTENCY_TTL_S is between 1 s and 7 days", () => {
+    expect(problemsOf({ IDEMPOTENCY_TTL_S: "0" })).toEqual(["IDEMPOTENCY_TTL_S: must be at least 1"]);
+    expect(problemsOf({ IDEMPOTENCY_TTL_S: "604801" })).toEqual(["IDEMPOTENCY_TTL_S: must be at most 604800"]);
+    expect(loadConfig({ IDEMPOTENCY_TTL_S: "1" }).idempotencyTtlSeconds).toBe(1);
   });
 
   test("a negative or fractional number is not a whole number", () => {

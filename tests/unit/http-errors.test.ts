@@ -8,7 +8,7 @@ import {
   WriteOutcomeUnknownError,
 } from "../../src/db/errors.ts";
 import type { AppEnv } from "../../src/http/context.ts";
-import { errorHandler, notFound } from "../../src/http/errors.ts";
+import { clientProblem, errorHandler, notFound } from "../../src/http/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { EmailTakenError } from "../../src/users/users.repository.ts";
 import { captureLogs } from "../helpers/logs.ts";
@@ -70,7 +70,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "database-unavailable", "Service Unavailable", "The database is not reachable right now."),
+      body(
+        503,
+        "database-unavailable",
+        "Service Unavailable",
+        "The database is not reachable right now. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.events("db.unavailable")).toMatchObject([
@@ -84,7 +89,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "database-unavailable", "Service Unavailable", "The database schema is not ready yet."),
+      body(
+        503,
+        "database-unavailable",
+        "Service Unavailable",
+        "The database schema is not ready yet. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.lines).toEqual([]);
@@ -96,7 +106,12 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(response.status).toBe(503);
     await expectProblem(
       response,
-      body(503, "read-only", "Service Unavailable", "The service is read-only during maintenance."),
+      body(
+        503,
+        "read-only",
+        "Service Unavailable",
+        "The service is read-only during maintenance. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
+      ),
       { "retry-after": "5" },
     );
     expect(logs.events("db.write_refused_read_only")).toMatchObject([{ request_id: REQUEST_ID, path: "/thing" }]);
@@ -113,7 +128,7 @@ describe("errorHandler: one table from error classes to problems", () => {
         504,
         "outcome-unknown",
         "Gateway Timeout",
-        "The database did not confirm the write in time: it may or may not have been applied. Read the resource before retrying.",
+        "The database did not confirm the write in time: it may or may not have been applied. Retry it with the same Idempotency-Key to have it applied exactly once.",
       ),
     );
     expect(logs.events("db.write_outcome_unknown")).toMatchObject([
@@ -180,5 +195,36 @@ describe("errorHandler: one table from error classes to problems", () => {
     expect(logs.events("http.unhandled_error")).toMatchObject([
       { level: "error", request_id: REQUEST_ID, error: "secret internals" },
     ]);
+  });
+});
+
+describe("clientProblem: the errors that are the client's own, stored under an Idempotency-Key", () => {
+  test("a 4xx HttpProblem is itself, a taken email its 409 problem", () => {
+    const missing = new HttpProblem({
+      status: 404,
+      slug: "not-found",
+      title: "Not Found",
+      detail: "No user with id 7.",
+    });
+    expect(clientProblem(missing)).toBe(missing);
+    expect(clientProblem(new EmailTakenError("a@example.com"))).toMatchObject({
+      status: 409,
+      slug: "email-taken",
+      detail: "A user with email a@example.com already exists.",
+      errors: [{ field: "body.email", message: "email is already taken" }],
+    });
+  });
+
+  test("a 5xx HttpProblem, a database error or a bug is not", () => {
+    const maintenance = new HttpProblem({
+      status: 503,
+      slug: "maintenance",
+      title: "Service Unavailable",
+      detail: ".",
+    });
+    expect(clientProblem(maintenance)).toBeUndefined();
+    expect(clientProblem(new DatabaseUnavailableError("down"))).toBeUndefined();
+    expect(clientProblem(new WriteOutcomeUnknownError("unknown"))).toBeUndefined();
+    expect(clientProblem(new TypeError("bug"))).toBeUndefined();
   });
 });
