@@ -1,7 +1,7 @@
 /**
  * Preloaded by `bun test` (bunfig.toml): makes sure the real servers the
  * integration tests need exist, or says exactly what is missing. Never skips.
- * - etcd, Chromium, docker-compose: scripts/provision.sh (also run by
+ * - etcd, Chromium, docker-compose, promtool, pgbouncer: scripts/provision.sh (also run by
  *   `npm test` and .ci/run) installs them as root with apt-get, saying so, or
  *   stops with one line naming what to install.
  * - PostgreSQL: when nothing answers at TEST_DATABASE_URL (default the local

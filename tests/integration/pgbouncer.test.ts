@@ -177,7 +177,8 @@ describe("maintenance through PgBouncer", () => {
       status: 503,
       type: "read-only",
       title: "Service Unavailable",
-      detail: "The service is read-only during maintenance.",
+      detail:
+        "The service is read-only during maintenance. Nothing was written: retry a write with the same Idempotency-Key to have it applied exactly once.",
       instance: "/users",
     });
     const [written] = await database.sql<{ n: number }[]>`
