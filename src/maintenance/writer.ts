@@ -1,5 +1,4 @@
-import { isBrokenCircuitError } from "cockatiel";
-import { isEtcdUnreachable } from "./etcd-client.ts";
+import { isEtcdUnreachable, neverSent } from "./etcd-client.ts";
 import { deleteKey, type KeyClient, readKey, writeKey } from "./etcd-key.ts";
 
 /** The key's current value and its revision. */
@@ -62,13 +61,4 @@ export class EtcdWriter implements MaintenanceWriter {
       throw new StoreUnavailableError(writes && !neverSent(error) ? "unknown" : "not-done", { cause: error });
     }
   }
-}
-
-/**
- * Whether a failed call certainly never reached etcd: refused by an open circuit breaker, or no
- * connection to send it on (grpc-js says "No connection established"). A deadline passed or a
- * connection dropped with the call on it (UNAVAILABLE too) leaves a write's outcome unknown.
- */
-function neverSent(error: unknown): boolean {
-  return isBrokenCircuitError(error) || (error instanceof Error && error.message.includes("No connection established"));
 }
