@@ -1,13 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { IBackoff } from "cockatiel";
-import {
-  ConsecutiveBreaker,
-  circuitBreaker,
-  ExponentialBackoff,
-  handleWhen,
-  isBrokenCircuitError,
-  retry,
-} from "cockatiel";
+import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError } from "cockatiel";
 import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions, isRecoverableError } from "etcd3";
 import type { EtcdConfig } from "../config.ts";
 
@@ -21,10 +14,6 @@ export const ETCD_CALL_TIMEOUT_MS = 5000;
  * - a deadline on unary calls (none by default);
  * - per-host circuit breakers that retry after 1 s and a watch backoff capped
  *   at 2 s, instead of 5 s and 30 s, so a returning etcd is used within seconds;
- * - a call retried (on another host) only when it certainly never reached etcd
- *   ({@link neverSent}), where etcd3 by default retries every recoverable failure:
- *   a write that timed out may have been applied, and retrying it would apply it
- *   twice or report it as not done when its first attempt was;
  * - TLS with the configured CA, and user/password auth, when set.
  */
 export function createEtcdClient(etcd: EtcdConfig): Etcd3 {
@@ -38,7 +27,6 @@ export function createEtcdClient(etcd: EtcdConfig): Etcd3 {
     },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),
     faultHandling: {
-      global: retry(handleWhen(neverSent), { maxAttempts: 3 }),
       host: () =>
         circuitBreaker(handleWhen(isRecoverableError), {
           halfOpenAfter: 1000,

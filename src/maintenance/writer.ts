@@ -1,4 +1,4 @@
-import { isEtcdUnreachable, neverSent } from "./etcd-client.ts";
+import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable, neverSent } from "./etcd-client.ts";
 import { deleteKey, type KeyClient, readKey, writeKey } from "./etcd-key.ts";
 
 /** The key's current value and its revision. */
@@ -54,11 +54,16 @@ export class EtcdWriter implements MaintenanceWriter {
 
   /** Runs one etcd call, turning etcd not answering into a {@link StoreUnavailableError}. */
   private async call<T>(writes: boolean, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
       return await run();
     } catch (error) {
       if (!isEtcdUnreachable(error)) throw error;
-      throw new StoreUnavailableError(writes && !neverSent(error) ? "unknown" : "not-done", { cause: error });
+      // etcd3 retries a failed call up to three times, on another member if it can: a write refused in
+      // the end by an open breaker may have been sent, and timed out, in an earlier attempt. Only a
+      // refusal that came before any attempt could time out proves it never left.
+      const notSent = neverSent(error) && performance.now() - started < ETCD_CALL_TIMEOUT_MS;
+      throw new StoreUnavailableError(writes && !notSent ? "unknown" : "not-done", { cause: error });
     }
   }
 }
