@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import { CompareResult, CompareTarget, type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import { ETCD_CALL_TIMEOUT_MS, isEtcdUnreachable } from "../maintenance/etcd-client.ts";
 import { type EtcdHeader, EtcdHistory, type HistoryReset } from "../maintenance/etcd-history.ts";
-import { deleteKey, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
+import { deleteKey, hexLease, type KeyDeletion, type KeyWrite, readKey, writeKey } from "../maintenance/etcd-key.ts";
 import { instancesPrefix } from "../maintenance/fleet.ts";
 import { within } from "../util/sleep.ts";
 import { type InstanceEntry, parseEntry } from "./acks.ts";
@@ -181,7 +181,7 @@ export class MaintenanceStore {
           key: lockKey,
           value: kv ? kv.value.toString("utf8") : null,
           revision: kv ? Number(kv.mod_revision) : null,
-          lease: kv && kv.lease !== "0" ? BigInt(kv.lease).toString(16) : null,
+          lease: kv && kv.lease !== "0" ? hexLease(kv.lease) : null,
           storeRevision: Number(response.header.revision),
         };
         return { acquired: false, holder };

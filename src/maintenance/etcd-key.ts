@@ -42,8 +42,8 @@ export interface KeyDeletion {
   previous: string | null;
 }
 
-/** Lease IDs are int64s; etcdctl shows them in hex. */
-const hexLease = (id: string) => BigInt(id).toString(16);
+/** A lease ID (an int64) as etcdctl shows it: 16 hex digits, leading zeros kept (`%016x`). */
+export const hexLease = (id: string): string => BigInt(id).toString(16).padStart(16, "0");
 
 /** Reads `key`, as `etcdctl get` does (linearizable). */
 export async function readKey(client: KeyClient, key: string): Promise<KeyReading> {

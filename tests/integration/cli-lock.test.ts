@@ -31,7 +31,7 @@ const maint = (...args: string[]) => runMaint(args, maintEnv());
 /** `maint on --wait` held up by the laggard, once it is waiting (so it holds the lock). */
 async function waitingOperation(): Promise<RunningMaint> {
   const run = spawn(["on", "--wait", "--timeout", "5m", "--reason", "disk upgrade"]);
-  await waitFor("maint to be waiting", () => run.stdout().includes("waiting up to 5m"), 10_000);
+  await waitFor("maint to be waiting", () => run.stdout().includes("waiting up to 5m"));
   return run;
 }
 

@@ -61,7 +61,7 @@ describe("the maintenance key in etcd", () => {
       header: header(20),
       value: '{"mode":"full"}',
       revision: 12,
-      lease: "4d2",
+      lease: "00000000000004d2",
     });
     expect(requests).toEqual([{ call: "range", request: { key: Buffer.from(KEY) } }]);
   });
@@ -81,7 +81,7 @@ describe("the maintenance key in etcd", () => {
     expect(plain.requests).toEqual([{ call: "put", request: { key: Buffer.from(KEY), value: Buffer.from("true") } }]);
 
     const leased = fakeEtcd(null);
-    expect(await writeKey(leased.client, KEY, "true", 30)).toMatchObject({ revision: 21, lease: "4d2" });
+    expect(await writeKey(leased.client, KEY, "true", 30)).toMatchObject({ revision: 21, lease: "00000000000004d2" });
     expect(leased.requests).toEqual([
       { call: "leaseGrant", request: { TTL: 30 } },
       { call: "put", request: { key: Buffer.from(KEY), value: Buffer.from("true"), lease: "1234" } },
