@@ -6,10 +6,9 @@ import { createUser, expectJson } from "../helpers/http.ts";
 import { applied, etcdctlDel, etcdctlPut, sourceStatus, startMaintenanceService } from "../helpers/maintenance.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
-setDefaultTimeout(30_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const MONITORING = new URL("../../monitoring/", import.meta.url).pathname;
 const RULES = `${MONITORING}alerts.yml`;

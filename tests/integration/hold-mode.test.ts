@@ -6,10 +6,9 @@ import { PROBLEM_TYPE_PREFIX } from "../helpers/http.ts";
 import { applied, etcdctlPut, sourceStatus, startMaintenanceService } from "../helpers/maintenance.ts";
 import { percentile } from "../helpers/percentile.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
 
-// Real servers and a 2 s maintenance per test; bun's default of 5 s per test and hook is too tight.
-setDefaultTimeout(60_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/hold-test";
 const HOLD_MAX = 32;

@@ -16,8 +16,7 @@ import { TestPgBouncer } from "../helpers/pgbouncer.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
 
-// These tests start servers and wait on real I/O; bun's default of 5 s per test and hook is too tight on a loaded machine.
-setDefaultTimeout(30_000);
+setDefaultTimeout(TEST_TIMEOUT_MS);
 
 const KEY = "/maintenance/pgbouncer-test";
 const POOL_MAX = 4;
