@@ -15,6 +15,7 @@ import { applied, expectMaintenance, put, startMaintenanceService } from "../hel
 import { TestPgBouncer } from "../helpers/pgbouncer.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
+import { TEST_TIMEOUT_MS } from "../helpers/wait.ts";
 
 setDefaultTimeout(TEST_TIMEOUT_MS);
 
