@@ -92,6 +92,9 @@ export async function startEmbeddedPostgres(
   const password = "postgres";
   const started = performance.now();
   if (!existsSync(join(dir, "PG_VERSION"))) {
+    // The parent with the default mode (the server's user must enter it, as root: the password file is
+    // there), the data directory itself private, as initdb wants.
+    await mkdir(dirname(dir), { recursive: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     if (user) await chown(dir, user.uid, user.gid);
     // initdb reads the password from a file; the data directory's parent is one the server's user can enter.

@@ -12,9 +12,12 @@ const dataDir = mkdtempSync(join(tmpdir(), "dev-mode-"));
 chmodSync(dataDir, 0o755);
 const running: ServiceProcess[] = [];
 
-/** `npm run dev` as a newcomer runs it: no DATABASE_URL, no etcd; only the data dir moved to a temp dir. */
+/**
+ * `npm run dev` as a newcomer runs it: no DATABASE_URL, no etcd; only the checkout moved to a temp dir, so the
+ * data lands in a `.data/postgres` whose parent does not exist yet, as in a fresh clone.
+ */
 async function startDev(): Promise<ServiceProcess> {
-  const dev = await spawnService({ DATABASE_URL: `embedded://${dataDir}/postgres`, LOG_LEVEL: "info" }, [
+  const dev = await spawnService({ DATABASE_URL: `embedded://${dataDir}/.data/postgres`, LOG_LEVEL: "info" }, [
     process.execPath,
     "src/dev.ts",
   ]);
