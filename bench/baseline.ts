@@ -2,6 +2,9 @@
  * The reference point of the throughput benchmark: the service's two hot
  * queries behind a bare Hono app on postgres.js, same pool size (10), and
  * nothing else (no validation, gate, logging, metrics or request id).
+ * With WRITE_TRANSACTION=1 the insert runs in a transaction (`sql.begin`), the
+ * least a write costs when it must be able to roll back at its deadline, as the
+ * service's writes do.
  *
  *   PORT=8081 DATABASE_URL=postgres://postgres@127.0.0.1:5432/db bun bench/baseline.ts
  */
@@ -23,6 +26,11 @@ const sql = postgres(process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:
   connection: { application_name: "bench-baseline", TimeZone: "UTC" },
 });
 
+const insert = (db: postgres.Sql | postgres.TransactionSql, input: { name: string; email: string }) => db<User[]>`
+  INSERT INTO users (name, email) VALUES (${input.name}, ${input.email})
+  RETURNING id, name, email, created_at, updated_at`;
+const inTransaction = process.env.WRITE_TRANSACTION === "1";
+
 const app = new Hono()
   .get("/users/:id", async (c) => {
     const id = Number(c.req.param("id"));
@@ -31,9 +39,7 @@ const app = new Hono()
   })
   .post("/users", async (c) => {
     const input = await c.req.json<{ name: string; email: string }>();
-    const [user] = await sql<User[]>`
-      INSERT INTO users (name, email) VALUES (${input.name}, ${input.email})
-      RETURNING id, name, email, created_at, updated_at`;
+    const [user] = inTransaction ? await sql.begin((tx) => insert(tx, input)) : await insert(sql, input);
     c.header("Location", `/users/${user?.id}`);
     return c.json(user, 201);
   });

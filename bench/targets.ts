@@ -1,11 +1,13 @@
 /** The processes the throughput benchmarks compare: the service and its peers, each started fresh on demand. */
-import { type Child, freePort, type Stack, spawnBun, spawnServer, waitForStatus } from "./lib.ts";
+import { type Child, freePort, type Stack, spawnBun, spawnServer, type Workload, waitForStatus } from "./lib.ts";
 
 /** A server the benchmark can start, measure and stop; `start` resolves once it answers GET /users/1. */
 export interface Target {
   name: string;
   /** What it is, for the report. */
   what: string;
+  /** The workloads it is measured on; all of the plan's when absent. */
+  workloads?: Workload[];
   start(): Promise<Child>;
 }
 
@@ -30,6 +32,25 @@ export const honoTarget = (stack: Stack): Target => ({
   start: () =>
     ready((port) =>
       spawnBun("hono", ["bench/baseline.ts"], { DATABASE_URL: stack.url, PORT: String(port) }, stack.logDir),
+    ),
+});
+
+/**
+ * The bare reference with its insert in a transaction (`sql.begin`): what any write that can still be rolled
+ * back at its deadline costs, as the service's writes can (a 503 means not done). Measured on writes only.
+ */
+export const honoTransactionTarget = (stack: Stack): Target => ({
+  name: "hono-tx",
+  what: "bench/baseline.ts with WRITE_TRANSACTION=1: the same bare Hono app, its insert in `sql.begin`",
+  workloads: ["write"],
+  start: () =>
+    ready((port) =>
+      spawnBun(
+        "hono-tx",
+        ["bench/baseline.ts"],
+        { DATABASE_URL: stack.url, PORT: String(port), WRITE_TRANSACTION: "1" },
+        stack.logDir,
+      ),
     ),
 });
 

@@ -49,13 +49,14 @@ export async function throughput(targets: Target[], plan: Plan): Promise<Sample[
   for (let round = 1; round <= plan.rounds; round++) {
     const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
     for (const target of order) {
+      const workloads = plan.workloads.filter((w) => target.workloads?.includes(w) ?? true);
       const child = await target.start();
       try {
-        for (const workload of plan.workloads) {
+        for (const workload of workloads) {
           const run = `${child.name}-r${round}-warmup`;
           await wrk(child.url, { seconds: plan.warmupSeconds, connections: CONNECTIONS, workload, run });
         }
-        for (const workload of plan.workloads) samples.push(await measure(child, workload, round, plan.seconds));
+        for (const workload of workloads) samples.push(await measure(child, workload, round, plan.seconds));
       } finally {
         await child.stop();
       }
@@ -78,12 +79,13 @@ export function throughputReport(samples: Sample[], baseline: string, plan: Plan
     const baseRuns = runsOf(baseline, workload);
     const base = median(baseRuns.map((s) => s.rps));
     const baseP99 = median(baseRuns.map((s) => s.p99));
-    return names.map((name) => {
+    return names.flatMap((name) => {
       const runs = runsOf(name, workload);
+      if (runs.length === 0) return [];
       const rps = median(runs.map((s) => s.rps));
       const p99 = median(runs.map((s) => s.p99));
       const perRequest = (pick: (c: CpuUse) => number) => fmt(median(runs.map((r) => (pick(r.cpu) * 1e6) / r.rps)), 0);
-      return [
+      const row = [
         TITLES[workload],
         name,
         fmt(rps, 0),
@@ -96,6 +98,7 @@ export function throughputReport(samples: Sample[], baseline: string, plan: Plan
         perRequest((c) => c.postgres),
         perRequest((c) => c.loadgen),
       ];
+      return [row];
     });
   });
   const head = [
