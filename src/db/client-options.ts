@@ -99,17 +99,33 @@ export function clientOptions(
       }),
     } as ClientOptions["connection"],
     types: {
-      // TIMESTAMP columns hold UTC wall-clock time (the session runs in UTC);
-      // read them as UTC instead of the process's local zone.
+      // TIMESTAMP columns hold UTC wall-clock time (the session runs in UTC): read as the ISO text of that time.
       utcTimestamp: {
         to: 1114,
         from: [1114],
         serialize: (value: Date) => value.toISOString(),
-        parse: (value: string) => new Date(`${value.replace(" ", "T")}Z`),
+        parse: isoTimestamp,
       },
     },
     onnotice: (notice) => logger.debug("db.notice", { message: notice.message }),
   };
+}
+
+/** PostgreSQL's text of a TIMESTAMP in the ISO DateStyle: the fraction is optional, without trailing zeros. */
+const POSTGRES_TIMESTAMP = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?$/;
+
+/**
+ * A TIMESTAMP holding UTC time as `toISOString()` writes it
+ * (`2026-11-26 16:09:29.123456` → `2026-11-26T16:09:29.123Z`, the fraction cut
+ * to milliseconds), built from the text without a Date in between: parsing and
+ * formatting a Date cost about 0.5 µs per value. A value of another shape
+ * (`infinity`, BC, a year past 9999), which no Date could format, is kept as
+ * PostgreSQL wrote it.
+ */
+export function isoTimestamp(text: string): string {
+  if (!POSTGRES_TIMESTAMP.test(text)) return text;
+  const millis = text.length > 20 ? text.slice(20, 23).padEnd(3, "0") : "000";
+  return `${text.slice(0, 10)}T${text.slice(11, 19)}.${millis}Z`;
 }
 
 /** How every write transaction on a client of one shape begins. */

@@ -270,7 +270,7 @@ export class DbHolder {
   private sweep(): void {
     const now = this.clock.now();
     for (const generation of [this.current, ...this.retiring]) {
-      for (const run of generation.runs) {
+      for (const run of generation.runs.snapshot()) {
         if (now < run.deadline) continue;
         generation.lastConnectionError = now;
         run.abort("database did not answer in time");

@@ -2,6 +2,7 @@ import type { Logger } from "../logger.ts";
 import { within } from "../util/sleep.ts";
 import type { PoolShape, Sql, WriteTransaction } from "./client-options.ts";
 import type { PendingRun } from "./pending-run.ts";
+import { RunList } from "./run-list.ts";
 
 /** A client is replaced after a connection failure at most this often. */
 const RECYCLE_INTERVAL_MS = 1000;
@@ -36,7 +37,7 @@ export class Generation {
   readonly transaction: WriteTransaction;
   readonly createdAt: number;
   /** Work running on this client, each with its deadline. */
-  readonly runs = new Set<PendingRun<unknown>>();
+  readonly runs = new RunList();
   /** When a query last failed for want of a connection, and when one last succeeded (epoch ms; 0: never). */
   lastConnectionError = 0;
   lastSuccess = 0;
@@ -98,7 +99,7 @@ export class Generation {
     // so it gets one, and is raced against our own timer as well.
     await within(this.sql.end({ timeout: END_GRACE_SECONDS }), END_GRACE_SECONDS * 1000 + 1000, undefined);
     // end() rejects the queries on its connections, not those still queued for one.
-    for (const run of this.runs) run.abort("database client ended");
+    for (const run of this.runs.snapshot()) run.abort("database client ended");
     this.logger.debug("db.client_ended", { generation: this.id, drained });
     return drained;
   }

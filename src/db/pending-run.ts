@@ -9,6 +9,8 @@ export class PendingRun<T> {
   givenUp = false;
   /** Set just before a write's COMMIT is sent: from then on, a failure leaves its outcome unknown. */
   committing = false;
+  /** Its index in its client's {@link RunList}; -1 when in none. */
+  slot = -1;
   private readonly work: Promise<T>;
   private reject: (error: unknown) => void = () => {};
 

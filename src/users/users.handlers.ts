@@ -13,8 +13,8 @@ const toJson = (user: User) => ({
   id: user.id,
   name: user.name,
   email: user.email,
-  created_at: user.created_at.toISOString(),
-  updated_at: user.updated_at.toISOString(),
+  created_at: user.created_at,
+  updated_at: user.updated_at,
 });
 
 const userNotFound = (id: number) =>

@@ -84,8 +84,9 @@ export interface User {
   id: number;
   name: string;
   email: string;
-  created_at: Date;
-  updated_at: Date;
+  /** ISO 8601 in UTC with milliseconds (`2026-11-26T16:09:29.123Z`), as the API returns it. */
+  created_at: string;
+  updated_at: string;
 }
 
 /** Validated input for create and replace. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, loadConfig } from "../../src/config.ts";
-import { type ClientSettings, clientOptions, writeTransaction } from "../../src/db/client-options.ts";
+import { type ClientSettings, clientOptions, isoTimestamp, writeTransaction } from "../../src/db/client-options.ts";
 import { type ConnectionTarget, parseDatabaseUrl } from "../../src/db/dsn.ts";
 import { silentLogger } from "../../src/logger.ts";
 
@@ -60,13 +60,27 @@ describe("clientOptions: what each client is built with", () => {
     }
   });
 
-  test("TIMESTAMP values are read as UTC", () => {
+  test("TIMESTAMP values are read as the ISO text of their UTC time, cut to milliseconds", () => {
     const types = clientOptions(TARGET, WRITABLE, NAME, settings("none")).types as Record<
       string,
-      { parse: (value: string) => Date; serialize: (value: Date) => string }
+      { parse: (value: string) => string; serialize: (value: Date) => string }
     >;
-    const parsed = types.utcTimestamp?.parse("2030-01-02 03:04:05.678");
-    expect(parsed?.toISOString()).toBe("2030-01-02T03:04:05.678Z");
+    const parse = types.utcTimestamp?.parse;
+    expect(parse).toBe(isoTimestamp);
+    const cases: [string, string][] = [
+      ["2030-01-02 03:04:05.678", "2030-01-02T03:04:05.678Z"],
+      ["2030-01-02 03:04:05.678999", "2030-01-02T03:04:05.678Z"],
+      ["2030-01-02 03:04:05.5", "2030-01-02T03:04:05.500Z"],
+      ["2030-01-02 03:04:05", "2030-01-02T03:04:05.000Z"],
+    ];
+    for (const [text, iso] of cases) {
+      expect(isoTimestamp(text)).toBe(iso);
+      // The same text as the Date it stands for gives.
+      expect(isoTimestamp(text)).toBe(new Date(`${text.replace(" ", "T")}Z`).toISOString());
+    }
+    for (const text of ["infinity", "-infinity", "0044-03-15 00:00:00 BC", "10000-01-01 00:00:00"]) {
+      expect(isoTimestamp(text)).toBe(text);
+    }
     expect(types.utcTimestamp?.serialize(new Date(Date.UTC(2030, 0, 2)))).toBe("2030-01-02T00:00:00.000Z");
   });
 
