@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { Etcd3 } from "etcd3";
 import { freePort } from "./free-port.ts";
-import { PATIENCE_MS } from "./wait.ts";
+import { PATIENCE_MS, waitFor } from "./wait.ts";
 
 /** A real etcd server started for a test file, on free ports with a temporary data dir. */
 export class TestEtcd {
@@ -78,9 +78,16 @@ export class TestEtcd {
     this.process = undefined;
   }
 
-  /** Stops etcd (SIGSTOP) without closing its connections: calls are taken and never answered. */
-  freeze(): void {
+  /**
+   * Stops etcd (SIGSTOP) without closing its connections: calls are taken and never answered.
+   * Resolves once every etcd thread is stopped: kill(2) only queues the stop, and each thread
+   * takes it when next scheduled, so on a loaded machine etcd kept answering calls for a while.
+   */
+  async freeze(): Promise<void> {
+    const pid = this.process?.pid;
+    if (pid === undefined) throw new Error("etcd is not running");
     this.process?.kill("SIGSTOP");
+    await waitFor(`etcd (pid ${pid}) to stop`, () => threadStates(pid).every((state) => state === "T"));
   }
 
   /** Lets a {@link freeze}d etcd run again (SIGCONT). */
@@ -157,6 +164,20 @@ export class TestEtcd {
   private get peerUrl(): string {
     return `http://127.0.0.1:${this.peerPort}`;
   }
+}
+
+/** The state letter of each thread of process `pid` (`T` when stopped), from /proc/<pid>/task/<tid>/stat. */
+function threadStates(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    } catch {
+      return []; // the thread ended since the listing: it answers nothing
+    }
+    // The state follows the command name, which is in parentheses and may itself contain ") ".
+    return [stat.charAt(stat.lastIndexOf(") ") + 2)];
+  });
 }
 
 /** Runs an etcd tool (API v3) to its end; resolves with its stdout, throws with its stderr. */

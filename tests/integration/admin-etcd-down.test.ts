@@ -67,7 +67,7 @@ describe("admin API while etcd takes calls but does not answer", () => {
     const frozen = await startMaintenanceService(fixture.database.url, silent.endpoint, KEY, { ADMIN_TOKEN: TOKEN });
     try {
       await waitFor("the source to connect", () => sourceStatus(frozen) === "connected");
-      silent.freeze();
+      await silent.freeze();
       const response = await frozen.app.request("/admin/maintenance", {
         method: "PUT",
         headers: { authorization: `Bearer ${TOKEN}`, "content-type": "text/plain" },
