@@ -3,6 +3,7 @@ import type { IBackoff } from "cockatiel";
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError } from "cockatiel";
 import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions, isRecoverableError } from "etcd3";
 import type { EtcdConfig } from "../config.ts";
+import { attemptRecordingRetry } from "./etcd-attempts.ts";
 
 /** Deadline of every unary etcd call; etcd3 sets none by default. */
 export const ETCD_CALL_TIMEOUT_MS = 5000;
@@ -14,6 +15,8 @@ export const ETCD_CALL_TIMEOUT_MS = 5000;
  * - a deadline on unary calls (none by default);
  * - per-host circuit breakers that retry after 1 s and a watch backoff capped
  *   at 2 s, instead of 5 s and 30 s, so a returning etcd is used within seconds;
+ * - etcd3's own retries, each failed attempt's error recorded for a caller who
+ *   asks (etcd-attempts.ts);
  * - TLS with the configured CA, and user/password auth, when set.
  */
 export function createEtcdClient(etcd: EtcdConfig): Etcd3 {
@@ -32,6 +35,7 @@ export function createEtcdClient(etcd: EtcdConfig): Etcd3 {
           halfOpenAfter: 1000,
           breaker: new ConsecutiveBreaker(3),
         }),
+      global: attemptRecordingRetry(),
       // etcd3 types this as a backoff but calls .next() on it first, as on a factory (its own default).
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
     },
@@ -63,13 +67,4 @@ export function isEtcdUnreachable(error: unknown): boolean {
     error instanceof GRPCUnavailableError ||
     error instanceof GRPCDeadlineExceededError
   );
-}
-
-/**
- * Whether a failed call certainly never reached etcd: refused by an open circuit breaker, or no
- * connection to send it on (grpc-js says "No connection established"). A deadline passed or a
- * connection dropped with the call on it (UNAVAILABLE too) leaves a write's outcome unknown.
- */
-export function neverSent(error: unknown): boolean {
-  return isBrokenCircuitError(error) || (error instanceof Error && error.message.includes("No connection established"));
 }
