@@ -12,6 +12,10 @@ import { waitFor } from "./wait.ts";
 /** The 503 detail when the key turns maintenance on without a reason. */
 export const DEFAULT_MAINTENANCE_DETAIL = "The service is in maintenance. Please retry later.";
 
+/** The 503 detail of a write refused in read-only maintenance without a reason. */
+export const READ_ONLY_DETAIL =
+  "The service is read-only during maintenance. Reads are served; please retry writes later.";
+
 /** The detail while the `closed` start policy waits for etcd's first answer. */
 export const START_CLOSED_DETAIL = "Maintenance state is not known yet: waiting for etcd.";
 

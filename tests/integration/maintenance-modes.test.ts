@@ -4,7 +4,15 @@ import type { Service } from "../../src/service.ts";
 import type { TestEtcd } from "../helpers/etcd.ts";
 import { type FollowingService, startFollowingService } from "../helpers/fixture.ts";
 import { createUser, expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
-import { etcdctlPut, expectMaintenance, getHealth, getStats, maintenanceProblem, put } from "../helpers/maintenance.ts";
+import {
+  etcdctlPut,
+  expectMaintenance,
+  getHealth,
+  getStats,
+  maintenanceProblem,
+  put,
+  READ_ONLY_DETAIL,
+} from "../helpers/maintenance.ts";
 import type { TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
 import { PATIENCE_MS, TEST_TIMEOUT_MS, waitFor } from "../helpers/wait.ts";
@@ -17,7 +25,6 @@ const RETRY_AFTER_SECONDS = 45;
 const POOL_MAX = 6;
 const MAINTENANCE_POOL_MAX = 2;
 const BYPASS_TOKEN = "operator-bypass-0123456789";
-const READ_ONLY_DETAIL = "The service is read-only during maintenance. Reads are served; please retry writes later.";
 
 let fixture: FollowingService;
 let etcd: TestEtcd;

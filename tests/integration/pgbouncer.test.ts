@@ -11,7 +11,7 @@ import { silentLogger } from "../../src/logger.ts";
 import type { Service } from "../../src/service.ts";
 import { TestEtcd } from "../helpers/etcd.ts";
 import { createUser, expectJson, expectProblem, type UserJson } from "../helpers/http.ts";
-import { applied, expectMaintenance, put, startMaintenanceService } from "../helpers/maintenance.ts";
+import { applied, expectMaintenance, put, READ_ONLY_DETAIL, startMaintenanceService } from "../helpers/maintenance.ts";
 import { TestPgBouncer } from "../helpers/pgbouncer.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { jsonBody } from "../helpers/service.ts";
@@ -25,7 +25,6 @@ const MAINTENANCE_POOL_MAX = 1;
 const QUERY_TIMEOUT_MS = 2000;
 const RETRY_AFTER_SECONDS = 60;
 const BYPASS_TOKEN = "operator-bypass-0123456789";
-const READ_ONLY_DETAIL = "The service is read-only during maintenance. Reads are served; please retry writes later.";
 
 let etcd: TestEtcd;
 let database: TestDatabase;
