@@ -7,24 +7,10 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  fmt,
-  freePort,
-  knob,
-  log,
-  median,
-  ROOT,
-  runMain,
-  spawnBun,
-  startStack,
-  table,
-  type Workload,
-  waitForStatus,
-} from "./lib.ts";
-import { honoTarget, serviceTarget, type Target } from "./targets.ts";
+import { fmt, knob, log, median, ROOT, runMain, startStack, table, type Workload } from "./lib.ts";
+import { honoTarget, serviceTarget, VARIANTS, variantTarget } from "./targets.ts";
 import { type Plan, type Sample, throughput, throughputReport } from "./throughput.ts";
 
-const VARIANTS = ["holder", "openapi", "observe", "gate"];
 const OUT = process.env.BENCH_OUT ?? join(ROOT, "bench/out");
 const PLAN: Plan = {
   rounds: knob("BENCH_ROUNDS", 3),
@@ -61,17 +47,7 @@ function ladder(samples: Sample[], names: string[]): string {
 await runMain(async () => {
   const stack = await startStack();
   await stack.service.stop();
-  const variant = (name: string): Target => ({
-    name,
-    what: `bench/variants.ts VARIANT=${name}`,
-    async start() {
-      const env = { DATABASE_URL: stack.url, PORT: String(await freePort()), VARIANT: name, LOG_LEVEL: "warn" };
-      const child = spawnBun(name, ["bench/variants.ts"], env, stack.logDir);
-      await waitForStatus(child, "/users/1", [200]);
-      return child;
-    },
-  });
-  const targets = [honoTarget(stack), ...VARIANTS.map(variant), serviceTarget(stack)];
+  const targets = [honoTarget(stack), ...VARIANTS.map((name) => variantTarget(stack, name)), serviceTarget(stack)];
   const samples = await throughput(targets, PLAN);
   const names = targets.map((t) => t.name);
   const report = [

@@ -3,16 +3,31 @@ import { readdirSync, readFileSync } from "node:fs";
 
 const TICK_US = 10_000; // USER_HZ is 100 on Linux.
 
-/** utime + stime of `pid` (all threads), µs; 0 when it is gone. */
-function processCpu(pid: number): number {
+/** What /proc/<pid>/stat says `pid` (all threads) has used so far; zeros when it is gone. */
+export interface ProcessUse {
+  /** utime + stime, µs. */
+  cpuUs: number;
+  /** stime alone, µs: the kernel's share (page faults, syscalls). */
+  systemUs: number;
+  /** Minor page faults: pages the process touched that the kernel had to map (or map again). */
+  minorFaults: number;
+}
+
+/** See {@link ProcessUse}. */
+export function processUse(pid: number): ProcessUse {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, numbered from `state` (field 3 of proc(5)).
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+    const systemUs = Number(fields[12]) * TICK_US;
+    return { cpuUs: Number(fields[11]) * TICK_US + systemUs, systemUs, minorFaults: Number(fields[7]) };
   } catch {
-    return 0;
+    return { cpuUs: 0, systemUs: 0, minorFaults: 0 };
   }
 }
+
+/** utime + stime of `pid` (all threads), µs; 0 when it is gone. */
+const processCpu = (pid: number): number => processUse(pid).cpuUs;
 
 /** CPU of every process named `postgres` (server, backends, WAL writer...), µs, by pid. */
 function postgresCpu(): Map<number, number> {

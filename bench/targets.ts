@@ -79,6 +79,38 @@ export const fastifyTarget = (stack: Stack): Target => ({
     ),
 });
 
+/** The rungs of bench/variants.ts, each adding one layer of the service to the one before. */
+export const VARIANTS = ["holder", "openapi", "observe", "gate"];
+
+/** The service's request path rebuilt up to one layer (bench/variants.ts, VARIANT=`name`). */
+export const variantTarget = (stack: Stack, name: string): Target => ({
+  name,
+  what: `bench/variants.ts VARIANT=${name}`,
+  start: () =>
+    ready((port) =>
+      spawnBun(
+        name,
+        ["bench/variants.ts"],
+        { DATABASE_URL: stack.url, PORT: String(port), VARIANT: name, LOG_LEVEL: "warn" },
+        stack.logDir,
+      ),
+    ),
+});
+
+/** The targets a name given on the command line or in BENCH_PAIR may mean. */
+export function namedTarget(stack: Stack, name: string): Target {
+  const known: Record<string, (stack: Stack) => Target> = {
+    service: serviceTarget,
+    hono: honoTarget,
+    elysia: elysiaTarget,
+    fastify: fastifyTarget,
+  };
+  const target = known[name];
+  if (target) return target(stack);
+  if (VARIANTS.includes(name)) return variantTarget(stack, name);
+  throw new Error(`unknown target ${name}: one of ${[...Object.keys(known), ...VARIANTS].join(", ")}`);
+}
+
 function nodeVersion(): string {
   return Bun.spawnSync(["node", "--version"]).stdout.toString().trim();
 }

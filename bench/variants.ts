@@ -24,10 +24,10 @@ import { Gate } from "../src/maintenance/gate.ts";
 import { createMetrics, type MetricsDeps } from "../src/metrics/metrics.ts";
 import { usersRoutes } from "../src/users/users.handlers.ts";
 import { UsersRepository } from "../src/users/users.repository.ts";
+import { VARIANTS } from "./targets.ts";
 
-const VARIANTS = ["holder", "openapi", "observe", "gate"] as const;
 const variant = process.env.VARIANT ?? "holder";
-const level = VARIANTS.indexOf(variant as (typeof VARIANTS)[number]);
+const level = VARIANTS.indexOf(variant);
 if (level < 0) throw new Error(`VARIANT must be one of ${VARIANTS.join(", ")}`);
 
 // Pool settings exactly as the service derives them from the same environment.
