@@ -20,7 +20,7 @@
 import { type ProcessUse, processUse } from "./cpu.ts";
 import { type Child, CONNECTIONS, fmt, knob, log, median, runMain, startStack, table } from "./lib.ts";
 import { namedTarget } from "./targets.ts";
-import { requireWrk, wrk } from "./wrk.ts";
+import { requireWrk, type WrkResult, wrk } from "./wrk.ts";
 
 const ROUNDS = knob("BENCH_ROUNDS", 8);
 const SECONDS = knob("BENCH_SECONDS", 8);
@@ -44,11 +44,15 @@ async function loadBoth(children: Child[], seconds: number, run: string): Promis
     ),
   );
   return children.map((c, i) => {
+    const result = results[i] as WrkResult;
+    // Every read is of a seeded id: anything but 200 means the comparison measures something else.
+    if (result.non2xx > 0 || result.errors > 0)
+      throw new Error(`${c.name}: ${result.non2xx} answers not 2xx, ${result.errors} socket errors\n${c.tail()}`);
     const used = processUse(c.proc.pid);
     const was = before[i] as ProcessUse;
-    const requests = (results[i]?.rps ?? 0) * seconds;
+    const requests = result.rps * seconds;
     return {
-      rps: results[i]?.rps ?? 0,
+      rps: result.rps,
       cpuUs: (used.cpuUs - was.cpuUs) / requests,
       systemUs: (used.systemUs - was.systemUs) / requests,
       faults: (used.minorFaults - was.minorFaults) / requests,
