@@ -1,16 +1,10 @@
 /**
  * Two targets measured at the same time, to tell a difference of a few µs of
- * CPU per request on a machine whose speed drifts. Each round starts both
+ * CPU per request on a machine whose speed drifts (bench/README.md, "Why
+ * pair.ts", says why and what it can mislead about). Each round starts both
  * fresh, warms them up together, then loads both at once (one wrk each, half of
- * BENCH_CONNECTIONS) and reads each one's CPU time and page faults from /proc.
- * Whatever the machine does during a round it does to both, so their
- * difference holds where runs one after the other do not (here the same
- * process measured minutes apart has moved by 40 %).
- *
- * Each target runs at about half its solo rate, so work done per unit of time
- * rather than per request (timers, the allocator returning pages to the kernel)
- * weighs more per request than alone: compare pairs with pairs, not with a
- * solo run.
+ * BENCH_CONNECTIONS) and reads each one's CPU time, kernel time and page faults
+ * from /proc.
  *
  *   BENCH_PAIR=hono,service BENCH_ROUNDS=8 bun bench/pair.ts
  *
@@ -25,6 +19,7 @@ import { requireWrk, type WrkResult, wrk } from "./wrk.ts";
 const ROUNDS = knob("BENCH_ROUNDS", 8);
 const SECONDS = knob("BENCH_SECONDS", 8);
 const WARMUP = knob("BENCH_WARMUP", 3);
+const PER_TARGET = Math.max(1, Math.floor(CONNECTIONS / 2));
 const [first = "hono", second = "service"] = (process.env.BENCH_PAIR ?? "hono,service").split(",");
 
 /** One target's share of a round. */
@@ -39,9 +34,7 @@ interface Side {
 async function loadBoth(children: Child[], seconds: number, run: string): Promise<Side[]> {
   const before = children.map((c) => processUse(c.proc.pid));
   const results = await Promise.all(
-    children.map((c) =>
-      wrk(c.url, { seconds, connections: CONNECTIONS / 2, workload: "read", run: `${run}-${c.name}` }),
-    ),
+    children.map((c) => wrk(c.url, { seconds, connections: PER_TARGET, workload: "read", run: `${run}-${c.name}` })),
   );
   return children.map((c, i) => {
     const result = results[i] as WrkResult;
@@ -94,7 +87,7 @@ await runMain(async () => {
   console.log(
     [
       `## ${second} against ${first}, side by side (${new Date().toISOString()})\n`,
-      `${ROUNDS} rounds, each: both fresh, ${WARMUP} s warm-up, ${SECONDS} s of \`wrk -c${CONNECTIONS / 2}\` on each at once. Medians:\n`,
+      `${ROUNDS} rounds, each: both fresh, ${WARMUP} s warm-up, ${SECONDS} s of \`wrk -c${PER_TARGET}\` on each at once. Medians:\n`,
       table(head, [row(0), row(1)]),
       `\n${second} − ${first}, CPU µs per request: median **${fmt(median(differences))}**; ` +
         `by round ${differences.map((d) => fmt(d)).join(", ")}; ${second} costs more in ` +
